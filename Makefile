@@ -1,0 +1,45 @@
+# Indelible — the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= ./data
+
+.PHONY: run test lint typecheck layers pytest bench soak clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[server,postgres,ui,dev]'
+	touch $(STAMP)
+
+## run: set up and start Indelible on SQLite under ./data
+run: $(STAMP)
+	$(BIN)/indelible run --data $(DATA)
+
+## test: set up, lint, type-check, check layers, run the whole suite
+test: lint typecheck layers pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check indelible tests bench
+	$(BIN)/ruff format --check indelible tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## bench: side-by-side benchmarks against the peers named in the issues
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## soak: the crash suite with many more kills
+soak: $(STAMP)
+	INDELIBLE_CRASH_KILLS=500 $(BIN)/pytest -q tests/test_crash.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,233 @@
+"""The one exception tree of Indelible.
+
+Every error Indelible raises on purpose is an :class:`IndelibleError`. Each class has a
+stable ``code`` (used in the JSON error shape and in ``--json`` CLI output) and a default
+HTTP ``status`` (mapped at the edge, never inside the service).
+
+::
+
+    IndelibleError
+    ├── InputError                  bad input, nothing was changed (4xx)
+    │   ├── MalformedJSON           not strict JSON: duplicate keys, NaN, bad UTF-8 (400)
+    │   ├── InvalidEvent            fails validation; carries every FieldError (422)
+    │   ├── LimitExceeded           too large, too deep, too many items (413)
+    │   └── FormatError             a note, key, proof or path is not in its format (400)
+    ├── Conflict                    the same event_id with different content (409)
+    ├── NotFound                    no such entry, checkpoint or log (404)
+    ├── Overloaded                  bounded queue full; retry later (503 + Retry-After)
+    ├── ConfigError                 a setting is missing or invalid; names the setting
+    ├── StoreError                  the store failed; the write was NOT acknowledged (503)
+    │   └── StoreLocked             another process holds the log's write lease
+    └── VerificationError           evidence does not verify; carries seq/expected/computed
+        ├── ProofError              an inclusion or consistency proof does not verify
+        ├── SignatureError          a signed note has no valid signature from the key
+        ├── ChainError              prev_hash does not match the previous leaf hash
+        ├── LeafError               stored bytes, hash, index columns or commitments disagree
+        ├── TreeError               stored tree (tiles) or root disagrees with the leaves
+        └── InconsistentTree        a tree is not an append-only extension of a checkpoint
+
+Verification functions return ``None`` or raise a :class:`VerificationError`; every
+third-party failure (bad base64, ``InvalidSignature``) is re-raised as one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ChainError",
+    "ConfigError",
+    "Conflict",
+    "FieldError",
+    "FormatError",
+    "IndelibleError",
+    "InconsistentTree",
+    "InputError",
+    "InvalidEvent",
+    "LeafError",
+    "LimitExceeded",
+    "MalformedJSON",
+    "NotFound",
+    "Overloaded",
+    "ProofError",
+    "SignatureError",
+    "StoreError",
+    "StoreLocked",
+    "TreeError",
+    "VerificationError",
+]
+
+
+class IndelibleError(Exception):
+    """Base of every error Indelible raises on purpose."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Structured detail for the JSON error shape (empty by default)."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON error shape: ``{"error": {"code", "message", "details"}}``."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details()}}
+
+
+class InputError(IndelibleError):
+    code = "invalid_input"
+    status = 400
+
+
+class MalformedJSON(InputError):
+    code = "malformed_json"
+    status = 400
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One rule one field broke. ``field`` is a JSON pointer relative to the item."""
+
+    field: str
+    rule: str
+    message: str
+    index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "rule": self.rule, "message": self.message}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+class InvalidEvent(InputError):
+    code = "invalid_event"
+    status = 422
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0] if self.errors else None
+        summary = f"{first.field or '/'}: {first.message}" if first else "invalid event"
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(summary + more)
+
+    def details(self) -> dict[str, Any]:
+        return {"errors": [e.to_dict() for e in self.errors]}
+
+
+class LimitExceeded(InputError):
+    code = "limit_exceeded"
+    status = 413
+
+    def __init__(self, message: str, *, limit: str, maximum: int, actual: int | None = None):
+        super().__init__(message)
+        self.limit, self.maximum, self.actual = limit, maximum, actual
+
+    def details(self) -> dict[str, Any]:
+        return {"limit": self.limit, "maximum": self.maximum, "actual": self.actual}
+
+
+class FormatError(InputError):
+    code = "bad_format"
+    status = 400
+
+
+class Conflict(IndelibleError):
+    code = "event_id_conflict"
+    status = 409
+
+    def __init__(self, message: str, *, event_id: str, seq: int) -> None:
+        super().__init__(message)
+        self.event_id, self.seq = event_id, seq
+
+    def details(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "seq": self.seq}
+
+
+class NotFound(IndelibleError):
+    code = "not_found"
+    status = 404
+
+
+class Overloaded(IndelibleError):
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+
+class ConfigError(IndelibleError):
+    code = "bad_setting"
+    status = 500
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+    def details(self) -> dict[str, Any]:
+        return {"setting": self.setting}
+
+
+class StoreError(IndelibleError):
+    code = "store_error"
+    status = 503
+
+
+class StoreLocked(StoreError):
+    code = "store_locked"
+    status = 503
+
+
+class VerificationError(IndelibleError):
+    """Evidence did not verify. ``seq`` is the first entry that broke, when one is known."""
+
+    code = "verification_failed"
+    status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seq: int | None = None,
+        expected: str | None = None,
+        computed: str | None = None,
+    ) -> None:
+        where = f"seq {seq}: " if seq is not None else ""
+        super().__init__(where + message)
+        self.seq, self.expected, self.computed = seq, expected, computed
+
+    def details(self) -> dict[str, Any]:
+        return {"seq": self.seq, "expected": self.expected, "computed": self.computed}
+
+
+class ProofError(VerificationError):
+    code = "invalid_proof"
+
+
+class SignatureError(VerificationError):
+    code = "invalid_signature"
+
+
+class ChainError(VerificationError):
+    code = "broken_chain"
+
+
+class LeafError(VerificationError):
+    code = "leaf_mismatch"
+
+
+class TreeError(VerificationError):
+    code = "tree_mismatch"
+
+
+class InconsistentTree(VerificationError):
+    code = "inconsistent_tree"

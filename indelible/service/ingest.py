@@ -1,0 +1,344 @@
+"""Ingest: the sequencer (group commit) and the publisher (signed checkpoints).
+
+An event is **sequenced** when the transaction holding it is durable: it has a ``seq`` and a
+receipt. The same transaction extends the tree's tiles, so it is **integrated** at once. It
+is **published** when a checkpoint signed by the log key covers it; the publisher signs one
+every ``checkpoint_interval`` seconds when the tree grew, and refuses to sign a tree that is
+not an append-only extension of the previous checkpoint.
+
+One sequencer thread per log owns its right edge (next seq, last leaf hash, partial tiles).
+Callers on any thread ``submit`` events and wait on a future; the sequencer drains every
+pending request into one transaction, so many concurrent appends share one fsync.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from indelible.core import merkle
+from indelible.core.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from indelible.core.encoding import canonical
+from indelible.core.entry import GENESIS_PREV_HASH, decode, same_event, seal
+from indelible.core.event import Event
+from indelible.core.note import Signer
+from indelible.core.tiles import TileAppender, TileNodes
+from indelible.errors import Conflict, IndelibleError, InconsistentTree, Overloaded, StoreError
+from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
+
+__all__ = ["Publisher", "Receipt", "Sequencer"]
+
+Clock = Callable[[], int]
+RandomBytes = Callable[[int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of acknowledgement: returned only after the entry is durable."""
+
+    event_id: str
+    seq: int
+    leaf_hash: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "seq": self.seq, "leaf_hash": self.leaf_hash.hex()}
+
+
+@dataclass(slots=True)
+class _Request:
+    events: Sequence[Event]
+    future: Future[list[Receipt]]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one group commit will do: new events in seq order, and each request's answer."""
+
+    new: list[Event]
+    answers: list[tuple[_Request, list[Receipt | int]]]  # int = position in `new`
+
+
+class Sequencer:
+    """Assigns seqs and commits batches durably; one per log per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: LogInfo,
+        *,
+        clock_ms: Clock,
+        random_bytes: RandomBytes,
+        max_batch: int = 10_000,
+        max_pending: int = 100_000,
+        wait_for_lease: bool = False,
+        ack_before_commit: bool = False,
+    ) -> None:
+        self._store, self._log = store, log
+        self._clock, self._random = clock_ms, random_bytes
+        self._max_batch, self._max_pending = max_batch, max_pending
+        # Deliberately broken mode for the crash suite only: acks before the commit.
+        self._ack_before_commit = ack_before_commit
+        store.acquire_writer(log.log_id, wait=wait_for_lease)
+        self._cv = threading.Condition()
+        self._pending: deque[_Request] = deque()
+        self._pending_events = 0
+        self._closing = False
+        self._last_received = 0
+        self._load()
+        self._thread = threading.Thread(
+            target=self._run, name=f"indelible-sequencer-{log.name}", daemon=True
+        )
+        self._thread.start()
+
+    # ---- public
+    @property
+    def size(self) -> int:
+        """Entries durably sequenced (and integrated) so far."""
+        return self._size
+
+    def submit(self, events: Sequence[Event]) -> Future[list[Receipt]]:
+        """Queue events as one all-or-nothing request; the future resolves after commit."""
+        future: Future[list[Receipt]] = Future()
+        if not events:
+            future.set_result([])
+            return future
+        with self._cv:
+            if self._closing:
+                raise StoreError("the sequencer is shut down")
+            if self._pending_events + len(events) > self._max_pending:
+                raise Overloaded(
+                    f"ingest queue full ({self._pending_events} events pending)", retry_after=1.0
+                )
+            self._pending.append(_Request(events, future))
+            self._pending_events += len(events)
+            self._cv.notify()
+        return future
+
+    def append(self, events: Sequence[Event], timeout: float | None = None) -> list[Receipt]:
+        """Submit and wait: returns receipts only once the events are durable."""
+        return self.submit(events).result(timeout)
+
+    def close(self) -> None:
+        """Finish every pending request, then stop and release the write lease."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join()
+        self._store.release_writer(self._log.log_id)
+
+    # ---- the writer thread
+    def _load(self) -> None:
+        size = self._store.tree_size(self._log.log_id)
+        edge = self._store.get_tiles(self._log.log_id, TileAppender.right_edge(size))
+        self._appender = TileAppender(size, edge)
+        self._size = size
+        self._last_hash = (
+            self._store.get_entry(self._log.log_id, size - 1).leaf_hash
+            if size
+            else GENESIS_PREV_HASH
+        )
+
+    def _take(self) -> list[_Request] | None:
+        with self._cv:
+            while not self._pending and not self._closing:
+                self._cv.wait()
+            if not self._pending:
+                return None
+            taken = [self._pending.popleft()]
+            count = len(taken[0].events)
+            while self._pending and count + len(self._pending[0].events) <= self._max_batch:
+                request = self._pending.popleft()
+                taken.append(request)
+                count += len(request.events)
+            self._pending_events -= count
+            return taken
+
+    def _run(self) -> None:
+        while (requests := self._take()) is not None:
+            self._commit(requests)
+
+    def _commit(self, requests: list[_Request]) -> None:
+        answered = False
+        try:
+            plan = self._plan(requests)
+            rows = self._seal(plan.new)
+            tiles = self._appender.append([row.leaf_hash for row in rows])
+            if self._ack_before_commit:
+                self._answer(plan, rows)
+                answered = True
+            self._store.append(self._log.log_id, self._size, rows, tiles)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, IndelibleError) else StoreError(f"append failed: {exc}")
+            if not answered:
+                for request in requests:
+                    if not request.future.done():
+                        request.future.set_exception(failure)
+            self._load()  # the in-memory right edge may be ahead of the store: reread it
+            return
+        self._size += len(rows)
+        if rows:
+            self._last_hash = rows[-1].leaf_hash
+        if not answered:
+            self._answer(plan, rows)
+
+    def _plan(self, requests: list[_Request]) -> _Plan:
+        ids = [event.event_id for request in requests for event in request.events]
+        existing = self._store.find_event_ids(self._log.log_id, ids)
+        plan = _Plan(new=[], answers=[])
+        positions: dict[str, int] = {}
+        for request in requests:
+            try:
+                answer, added = self._plan_request(request, existing, positions, plan.new)
+            except Conflict as exc:
+                request.future.set_exception(exc)
+                continue
+            for event in added:
+                positions[event.event_id] = len(plan.new)
+                plan.new.append(event)
+            plan.answers.append((request, answer))
+        return plan
+
+    def _plan_request(
+        self,
+        request: _Request,
+        existing: dict[str, EntryRow],
+        positions: dict[str, int],
+        new: list[Event],
+    ) -> tuple[list[Receipt | int], list[Event]]:
+        """Answer one request against the store and the batch so far; all or nothing."""
+        answer: list[Receipt | int] = []
+        added: list[Event] = []
+        local: dict[str, int] = {}
+        base = len(new)
+        for event in request.events:
+            row = existing.get(event.event_id)
+            if row is not None:
+                if not same_event(event, decode(row.leaf, row.personal)):
+                    raise _conflict(event, row.seq)
+                answer.append(Receipt(event.event_id, row.seq, row.leaf_hash))
+                continue
+            position = positions.get(event.event_id, local.get(event.event_id))
+            if position is None:
+                position = base + len(added)
+                local[event.event_id] = position
+                added.append(event)
+            else:
+                prior = new[position] if position < base else added[position - base]
+                if canonical(prior.body) != canonical(event.body):
+                    raise _conflict(event, self._size + position)
+            answer.append(position)
+        return answer, added
+
+    def _seal(self, events: list[Event]) -> list[EntryRow]:
+        received = max(self._clock(), self._last_received)
+        self._last_received = received
+        rows: list[EntryRow] = []
+        prev = self._last_hash
+        seq = self._size
+        for event in events:
+            sealed = seal(
+                event, seq=seq, received_at_ms=received, prev_hash=prev, random_bytes=self._random
+            )
+            rows.append(
+                EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal)
+            )
+            prev = sealed.leaf_hash
+            seq += 1
+        return rows
+
+    def _answer(self, plan: _Plan, rows: list[EntryRow]) -> None:
+        for request, answer in plan.answers:
+            receipts = [
+                item
+                if isinstance(item, Receipt)
+                else Receipt(plan.new[item].event_id, rows[item].seq, rows[item].leaf_hash)
+                for item in answer
+            ]
+            if not request.future.done():
+                request.future.set_result(receipts)
+
+
+def _conflict(event: Event, seq: int) -> Conflict:
+    return Conflict(
+        f"event_id {event.event_id} was already recorded at seq {seq} with different content",
+        event_id=event.event_id,
+        seq=seq,
+    )
+
+
+class Publisher:
+    """Signs a checkpoint whenever the tree grew; never for an inconsistent tree."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: LogInfo,
+        signer: Signer,
+        *,
+        clock_ms: Clock,
+        interval: float = 1.0,
+    ) -> None:
+        self._store, self._log, self._signer = store, log, signer
+        self._clock, self._interval = clock_ms, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.last_error: IndelibleError | None = None
+
+    def publish(self) -> CheckpointRow | None:
+        """Sign and store a checkpoint for the current tree if it grew; return it."""
+        with self._lock:
+            log_id = self._log.log_id
+            size = self._store.tree_size(log_id)
+            last = self._store.latest_checkpoint(log_id)
+            if size == 0 or (last is not None and last.size == size):
+                return None
+            nodes = TileNodes(lambda level, index: self._store.get_tile(log_id, level, index), size)
+            root = merkle.root(size, nodes.get_node)
+            if last is not None:
+                self._check_extends(last, size, root, nodes)
+            note = sign_checkpoint(Checkpoint(self._log.origin, size, root), self._signer)
+            row = CheckpointRow(size, root, note, self._clock())
+            self._store.add_checkpoint(log_id, row)
+            return row
+
+    def _check_extends(self, last: CheckpointRow, size: int, root: bytes, nodes: TileNodes) -> None:
+        # The previous checkpoint's root is taken from its signed note, not from a column.
+        held, _ = open_checkpoint(last.note, self._signer.verifier(), self._log.origin)
+        if size < held.size:
+            raise InconsistentTree(
+                f"tree has {size} entries but checkpoint {held.size} was signed: refusing to sign",
+                seq=size,
+            )
+        proof = merkle.consistency_proof(held.size, size, nodes.get_node)
+        try:
+            merkle.verify_consistency(held.size, size, held.root, root, proof)
+        except IndelibleError as exc:
+            raise InconsistentTree(
+                f"tree of size {size} does not extend checkpoint {held.size}: refusing to sign",
+                expected=held.root.hex(),
+                computed=root.hex(),
+            ) from exc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"indelible-publisher-{self._log.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.publish()
+                self.last_error = None
+            except IndelibleError as exc:
+                self.last_error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,26 @@
+"""Stores: the storage contract (``base``) and its drivers, picked by URL scheme."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from indelible.errors import ConfigError
+from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
+
+__all__ = ["CheckpointRow", "EntryRow", "LogInfo", "Store", "open_store"]
+
+
+def open_store(url: str, *, create: bool = True, migrate: bool = True) -> Store:
+    """Open the store named by ``url``: ``sqlite:///path/to/file.db`` or a plain path."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    elif url.startswith("sqlite://"):
+        raise ConfigError("use sqlite:///PATH (three slashes)", setting="store")
+    elif "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise ConfigError(f"no store driver for scheme {scheme!r}", setting="store")
+    else:
+        path = url
+    from indelible.storage.sqlite import SQLiteStore
+
+    return SQLiteStore(Path(path), create=create, migrate=migrate)

@@ -1,0 +1,391 @@
+"""The embedded default store: one SQLite file in WAL mode with ``synchronous=FULL``.
+
+Life of an entry in this store (see docs/guarantees.md):
+
+1. The sequencer thread holds the log's write lease: an exclusive ``flock`` on
+   ``<db>.log<N>.lock``, so a second process cannot write the same log.
+2. ``append`` opens ``BEGIN IMMEDIATE`` (SQLite's write lock), checks the log's size is
+   the one the sequencer expects, inserts the entries, their personal values and the changed
+   tiles, and ``COMMIT``s. With WAL and ``synchronous=FULL`` the commit returns only after
+   the WAL is fsync'd: the entries are *sequenced* and *integrated* at once.
+3. Only then does the sequencer hand out receipts. A crash before step 2's COMMIT loses the
+   whole batch and nobody was told it was stored.
+4. The publisher later signs a checkpoint over the tiles' root and inserts it: *published*.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from indelible.core.entry import IndexColumns, PersonalValue
+from indelible.errors import NotFound, StoreError, StoreLocked
+from indelible.storage.base import CheckpointRow, EntryRow, LogInfo
+
+__all__ = ["SQLiteStore"]
+
+_ENTRY_COLUMNS = (
+    "seq, leaf, leaf_hash, event_id, event_type, occurred_at_ms, received_at_ms, actor_id, "
+    "actor_type, target_type, target_id, action, outcome, request_id, ip"
+)
+_INSERT_ENTRY = (
+    f"INSERT INTO entries (log_id, {_ENTRY_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PERSONAL = (
+    "INSERT INTO personal_values (log_id, seq, pointer, salt, value) VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_TILE = (
+    "INSERT INTO tiles (log_id, level, idx, hashes) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes"
+)
+_SIZE = "SELECT COALESCE(MAX(seq) + 1, 0) FROM entries WHERE log_id = ?"
+_CHUNK = 2000
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("indelible.storage") / "migrations"
+    found = []
+    for item in folder.iterdir():
+        if item.name.endswith(".sql"):
+            found.append((int(item.name.split("_", 1)[0]), item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _row_to_entry(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) -> EntryRow:
+    return EntryRow(
+        seq=row[0], leaf=row[1], leaf_hash=row[2], index=IndexColumns(*row[3:]), personal=personal
+    )
+
+
+class SQLiteStore:
+    """A store in one SQLite file. Thread-safe: one write connection, a reader per thread."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        if not create and not self.path.exists():
+            raise NotFound(f"no Indelible store at {self.path} (run `indelible init` first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._leases: dict[int, int] = {}
+        self._writer = self._connect()
+        if migrate:
+            self._migrate()
+
+    # ---- connections
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                has_meta = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                ).fetchone()
+                version = 0
+                if has_meta:
+                    row = conn.execute(
+                        "SELECT value FROM meta WHERE key='schema_version'"
+                    ).fetchone()
+                    version = int(row[0]) if row else 0
+                for number, script in _migrations():
+                    if number > version:
+                        for statement in _split_sql(script):
+                            conn.execute(statement)
+                        conn.execute(
+                            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (str(number),),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # ---- logs
+    def create_log(self, name: str, origin: str, vkey: str, created_at_ms: int) -> LogInfo:
+        with self._write_lock:
+            try:
+                cur = self._writer.execute(
+                    "INSERT INTO logs (name, origin, vkey, created_at_ms) VALUES (?, ?, ?, ?)",
+                    (name, origin, vkey, created_at_ms),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"log {name!r} or origin {origin!r} already exists") from exc
+        assert cur.lastrowid is not None
+        return LogInfo(cur.lastrowid, name, origin, vkey, created_at_ms)
+
+    def get_log(self, name: str) -> LogInfo:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT log_id, name, origin, vkey, created_at_ms FROM logs WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no log named {name!r}")
+        return LogInfo(*row)
+
+    def list_logs(self) -> list[LogInfo]:
+        rows = self._reader().execute(
+            "SELECT log_id, name, origin, vkey, created_at_ms FROM logs ORDER BY log_id"
+        )
+        return [LogInfo(*row) for row in rows]
+
+    # ---- writer side
+    def acquire_writer(self, log_id: int, *, wait: bool) -> None:
+        if log_id in self._leases:
+            return
+        fd = os.open(f"{self.path}.log{log_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise StoreLocked(
+                f"log {log_id} in {self.path} is being written by another process"
+            ) from exc
+        self._leases[log_id] = fd
+
+    def release_writer(self, log_id: int) -> None:
+        fd = self._leases.pop(log_id, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def append(
+        self,
+        log_id: int,
+        expected_size: int,
+        entries: Sequence[EntryRow],
+        tiles: Mapping[tuple[int, int], bytes],
+    ) -> None:
+        if log_id not in self._leases:
+            raise StoreError(f"append to log {log_id} without holding its write lease")
+        rows = [(log_id, e.seq, e.leaf, e.leaf_hash, *e.index) for e in entries]
+        personal = [
+            (log_id, e.seq, p.pointer, p.salt, p.value) for e in entries for p in e.personal
+        ]
+        tile_rows = [(log_id, level, index, data) for (level, index), data in tiles.items()]
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                (size,) = conn.execute(_SIZE, (log_id,)).fetchone()
+                if size != expected_size:
+                    raise StoreError(
+                        f"log {log_id} has {size} entries, the sequencer expected "
+                        f"{expected_size}: another writer moved it"
+                    )
+                conn.executemany(_INSERT_ENTRY, rows)
+                if personal:
+                    conn.executemany(_INSERT_PERSONAL, personal)
+                conn.executemany(_UPSERT_TILE, tile_rows)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"append to {self.path} failed: {exc}") from exc
+                raise
+
+    def add_checkpoint(self, log_id: int, row: CheckpointRow) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "INSERT INTO checkpoints (log_id, size, root, note, created_at_ms) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (log_id, row.size, row.root, row.note, row.created_at_ms),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot store checkpoint of size {row.size}: {exc}") from exc
+
+    # ---- reads
+    def tree_size(self, log_id: int) -> int:
+        (size,) = self._reader().execute(_SIZE, (log_id,)).fetchone()
+        return int(size)
+
+    def get_tile(self, log_id: int, level: int, index: int) -> bytes:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?",
+                (log_id, level, index),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no tile at level {level}, index {index}")
+        return bytes(row[0])
+
+    def get_tiles(
+        self, log_id: int, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        conn = self._reader()
+        for level, index in keys:
+            row = conn.execute(
+                "SELECT hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?",
+                (log_id, level, index),
+            ).fetchone()
+            if row is not None:
+                found[(level, index)] = bytes(row[0])
+        return found
+
+    def iter_tiles(self, log_id: int) -> Iterator[tuple[int, int, bytes]]:
+        rows = self._reader().execute(
+            "SELECT level, idx, hashes FROM tiles WHERE log_id = ? ORDER BY level, idx",
+            (log_id,),
+        )
+        for level, index, data in rows:
+            yield level, index, bytes(data)
+
+    def _personal(self, log_id: int, start: int, end: int) -> dict[int, tuple[PersonalValue, ...]]:
+        found: dict[int, list[PersonalValue]] = {}
+        rows = self._reader().execute(
+            "SELECT seq, pointer, salt, value FROM personal_values "
+            "WHERE log_id = ? AND seq >= ? AND seq < ? ORDER BY seq, pointer",
+            (log_id, start, end),
+        )
+        for seq, pointer, salt, value in rows:
+            found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
+        return {seq: tuple(values) for seq, values in found.items()}
+
+    def get_entry(self, log_id: int, seq: int) -> EntryRow:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq = ?",
+                (log_id, seq),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no entry at seq {seq}")
+        return _row_to_entry(row, self._personal(log_id, seq, seq + 1).get(seq, ()))
+
+    def find_event_ids(self, log_id: int, event_ids: Sequence[str]) -> dict[str, EntryRow]:
+        found: dict[str, EntryRow] = {}
+        conn = self._reader()
+        ids = list(dict.fromkeys(event_ids))
+        for at in range(0, len(ids), 500):
+            part = ids[at : at + 500]
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND event_id IN ({marks})",
+                (log_id, *part),
+            ).fetchall()
+            for row in rows:
+                personal = self._personal(log_id, row[0], row[0] + 1).get(row[0], ())
+                found[row[3]] = _row_to_entry(row, personal)
+        return found
+
+    def iter_entries(
+        self, log_id: int, start: int = 0, end: int | None = None
+    ) -> Iterator[EntryRow]:
+        conn = self._reader()
+        stop = end if end is not None else self.tree_size(log_id)
+        at = start
+        while at < stop:
+            upto = min(at + _CHUNK, stop)
+            rows = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq >= ? AND seq < ? "
+                "ORDER BY seq",
+                (log_id, at, upto),
+            ).fetchall()
+            personal = self._personal(log_id, at, upto)
+            for row in rows:
+                yield _row_to_entry(row, personal.get(row[0], ()))
+            at = upto
+
+    def latest_checkpoint(self, log_id: int) -> CheckpointRow | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT size, root, note, created_at_ms FROM checkpoints WHERE log_id = ? "
+                "ORDER BY size DESC LIMIT 1",
+                (log_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
+
+    def get_checkpoint(self, log_id: int, size: int) -> CheckpointRow:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT size, root, note, created_at_ms FROM checkpoints "
+                "WHERE log_id = ? AND size = ?",
+                (log_id, size),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no checkpoint of size {size}")
+        return CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
+
+    def list_checkpoints(self, log_id: int) -> list[CheckpointRow]:
+        rows = self._reader().execute(
+            "SELECT size, root, note, created_at_ms FROM checkpoints WHERE log_id = ? "
+            "ORDER BY size",
+            (log_id,),
+        )
+        return [CheckpointRow(r[0], bytes(r[1]), r[2], r[3]) for r in rows]
+
+    def close(self) -> None:
+        for log_id in list(self._leases):
+            self.release_writer(log_id)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements; triggers keep their BEGIN … END; bodies."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,183 @@
+"""The store contract (indelible/storage/base.py), run against every store driver.
+
+A new driver joins by adding a parameter to the ``driver`` fixture and a ``raw`` SQL hook.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indelible.core.entry import GENESIS_PREV_HASH, seal
+from indelible.core.event import validate_event
+from indelible.core.tiles import TileAppender
+from indelible.errors import NotFound, StoreError, StoreLocked
+from indelible.storage import CheckpointRow, EntryRow, Store, open_store
+from tests.factories import BASE_MS, billing_event
+
+NOW = BASE_MS + 10_000_000
+
+
+@pytest.fixture(params=["sqlite"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+def store(driver: str) -> Iterator[Store]:
+    opened = open_store(driver)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def raw(driver: str) -> Iterator[Callable[[str, tuple[Any, ...]], Any]]:
+    """Execute SQL natively, outside Indelible, as a database administrator would."""
+    conn = sqlite3.connect(driver.removeprefix("sqlite:///"), isolation_level=None)
+
+    def execute(sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return conn.execute(sql, params).fetchall()
+
+    yield execute
+    conn.close()
+
+
+def make_rows(start: int, count: int, prev: bytes, *, personal: bool = False) -> list[EntryRow]:
+    rows = []
+    for seq in range(start, start + count):
+        event = validate_event(billing_event(seq, personal=personal), now_ms=NOW)
+        sealed = seal(event, seq=seq, received_at_ms=NOW, prev_hash=prev, random_bytes=os.urandom)
+        rows.append(EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal))
+        prev = sealed.leaf_hash
+    return rows
+
+
+def append_rows(store: Store, log_id: int, rows: list[EntryRow], appender: TileAppender) -> None:
+    tiles = appender.append([row.leaf_hash for row in rows])
+    store.append(log_id, rows[0].seq, rows, tiles)
+
+
+@pytest.fixture
+def log_id(store: Store) -> int:
+    info = store.create_log("acme", "example.com/acme", "example.com/acme+00000000+AQ==", NOW)
+    store.acquire_writer(info.log_id, wait=False)
+    return info.log_id
+
+
+def test_logs_are_created_and_listed(store: Store) -> None:
+    a = store.create_log("a", "example.com/a", "vkey-a", NOW)
+    b = store.create_log("b", "example.com/b", "vkey-b", NOW)
+    assert store.get_log("a") == a
+    assert [log.name for log in store.list_logs()] == ["a", "b"]
+    assert b.log_id != a.log_id
+    with pytest.raises(StoreError):
+        store.create_log("a", "example.com/other", "vkey", NOW)
+    with pytest.raises(NotFound):
+        store.get_log("missing")
+
+
+def test_append_writes_exact_bytes_and_reads_them_back(store: Store, log_id: int) -> None:
+    rows = make_rows(0, 300, GENESIS_PREV_HASH, personal=True)
+    append_rows(store, log_id, rows, TileAppender(0, {}))
+    assert store.tree_size(log_id) == 300
+    assert list(store.iter_entries(log_id)) == rows
+    assert list(store.iter_entries(log_id, 10, 12)) == rows[10:12]
+    assert store.get_entry(log_id, 299) == rows[299]
+    found = store.find_event_ids(log_id, [rows[5].index.event_id, "no-such-id"])
+    assert found == {rows[5].index.event_id: rows[5]}
+    with pytest.raises(NotFound):
+        store.get_entry(log_id, 300)
+
+
+def test_tiles_hold_the_latest_content(store: Store, log_id: int) -> None:
+    appender = TileAppender(0, {})
+    rows = make_rows(0, 200, GENESIS_PREV_HASH)
+    append_rows(store, log_id, rows, appender)
+    more = make_rows(200, 100, rows[-1].leaf_hash)
+    append_rows(store, log_id, more, appender)
+    assert store.get_tile(log_id, 0, 0) == b"".join(r.leaf_hash for r in (rows + more)[:256])
+    assert store.get_tile(log_id, 0, 1) == b"".join(r.leaf_hash for r in more[56:])
+    assert store.get_tiles(log_id, [(0, 1), (5, 5)]) == {(0, 1): store.get_tile(log_id, 0, 1)}
+    with pytest.raises(NotFound):
+        store.get_tile(log_id, 3, 0)
+
+
+def test_append_refuses_a_moved_log_and_changes_nothing(store: Store, log_id: int) -> None:
+    rows = make_rows(0, 10, GENESIS_PREV_HASH)
+    append_rows(store, log_id, rows, TileAppender(0, {}))
+    more = make_rows(10, 5, rows[-1].leaf_hash)
+    with pytest.raises(StoreError, match="expected"):
+        store.append(log_id, 9, more, {})
+    assert store.tree_size(log_id) == 10
+
+
+def test_append_is_all_or_nothing(store: Store, log_id: int) -> None:
+    rows = make_rows(0, 10, GENESIS_PREV_HASH)
+    append_rows(store, log_id, rows, TileAppender(0, {}))
+    clash = make_rows(10, 3, rows[-1].leaf_hash)
+    # the third row reuses an event_id already in the log: the whole batch must fail
+    clash[2] = EntryRow(12, clash[2].leaf, clash[2].leaf_hash, rows[0].index, ())
+    with pytest.raises(StoreError):
+        store.append(log_id, 10, clash, {(0, 0): b"\x00" * 32 * 13})
+    assert store.tree_size(log_id) == 10
+    assert store.get_tile(log_id, 0, 0) == b"".join(r.leaf_hash for r in rows)
+
+
+def test_append_needs_the_write_lease(store: Store) -> None:
+    info = store.create_log("nolease", "example.com/nolease", "vkey", NOW)
+    with pytest.raises(StoreError, match="lease"):
+        store.append(info.log_id, 0, make_rows(0, 1, GENESIS_PREV_HASH), {})
+
+
+def test_write_lease_is_exclusive_across_store_handles(driver: str, store: Store, log_id: int) -> None:
+    other = open_store(driver)
+    try:
+        with pytest.raises(StoreLocked):
+            other.acquire_writer(log_id, wait=False)
+        store.release_writer(log_id)
+        other.acquire_writer(log_id, wait=False)
+    finally:
+        other.close()
+
+
+def test_checkpoints_are_keyed_by_size(store: Store, log_id: int) -> None:
+    assert store.latest_checkpoint(log_id) is None
+    first = CheckpointRow(3, b"\x01" * 32, "note 3", NOW)
+    second = CheckpointRow(7, b"\x02" * 32, "note 7", NOW + 1)
+    store.add_checkpoint(log_id, first)
+    store.add_checkpoint(log_id, second)
+    assert store.latest_checkpoint(log_id) == second
+    assert store.get_checkpoint(log_id, 3) == first
+    assert store.list_checkpoints(log_id) == [first, second]
+    with pytest.raises(StoreError):
+        store.add_checkpoint(log_id, CheckpointRow(7, b"\x03" * 32, "again", NOW))
+    with pytest.raises(NotFound):
+        store.get_checkpoint(log_id, 5)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE entries SET leaf = x'00' WHERE seq = 1",
+        "UPDATE entries SET actor_id = 'mallory' WHERE seq = 1",
+        "DELETE FROM entries WHERE seq = 1",
+        "DELETE FROM entries",
+        "UPDATE checkpoints SET note = 'forged'",
+        "DELETE FROM checkpoints",
+    ],
+)
+def test_the_database_refuses_rewrites(
+    store: Store, log_id: int, raw: Callable[..., Any], statement: str
+) -> None:
+    append_rows(store, log_id, make_rows(0, 3, GENESIS_PREV_HASH), TileAppender(0, {}))
+    store.add_checkpoint(log_id, CheckpointRow(3, b"\x01" * 32, "note", NOW))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw(statement)
+    assert store.tree_size(log_id) == 3

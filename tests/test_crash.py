@@ -1,0 +1,109 @@
+"""Crash suite: SIGKILL the writer at random moments; nothing acknowledged may be lost.
+
+The same loop run against a deliberately broken writer that acknowledges before its commit
+must lose acknowledged events, which proves this test can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from indelible.config import load_settings
+from indelible.core.note import parse_vkey
+from indelible.service.logs import open_log
+from indelible.service.verify import verify_log
+from indelible.storage import open_store
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+KILLS = int(os.environ.get("INDELIBLE_CRASH_KILLS", "50"))
+
+
+def _reader(stream: object, acked: list[str], ready: threading.Event) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        text = line.strip()
+        if text == "ready":
+            ready.set()
+        elif text:
+            acked.append(text)
+
+
+def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[str]:
+    args = [sys.executable, "-m", "tests.crash_writer", str(data), str(run)]
+    if broken:
+        args.append("--ack-before-commit")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    acked: list[str] = []
+    ready = threading.Event()
+    reader = threading.Thread(target=_reader, args=(proc.stdout, acked, ready), daemon=True)
+    reader.start()
+    if not ready.wait(30):
+        proc.kill()
+        raise AssertionError(f"writer did not start: {proc.stderr.read() if proc.stderr else ''}")
+    time.sleep(rng.uniform(0.02, 0.4))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reader.join()
+    assert proc.stderr is not None
+    proc.stderr.close()
+    return acked
+
+
+def _stored_ids(data: Path) -> tuple[set[str], int]:
+    settings = load_settings({"data": str(data)})
+    store = open_store(settings.store_url, create=False)
+    try:
+        log = store.get_log("default")
+        rows = list(store.iter_entries(log.log_id))
+        assert [row.seq for row in rows] == list(range(len(rows))), "seqs are not contiguous"
+        return {row.index.event_id for row in rows}, len(rows)
+    finally:
+        store.close()
+
+
+def crash_loop(data: Path, *, kills: int, broken: bool, seed: int) -> tuple[list[str], int]:
+    """Kill the writer `kills` times; return the acknowledged ids that are missing."""
+    assert run_cli("init", "--data", str(data), "--origin", "example.com/crash").code == 0
+    rng = random.Random(seed)
+    lost: list[str] = []
+    acked_total = 0
+    for run in range(kills):
+        acked = _run_once(data, run, broken, rng)
+        acked_total += len(acked)
+        stored, _ = _stored_ids(data)
+        lost += [event_id for event_id in acked if event_id not in stored]
+        if broken and lost:
+            break
+    return lost, acked_total
+
+
+@pytest.mark.slow
+def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    lost, acked = crash_loop(data, kills=KILLS, broken=False, seed=2)
+    assert acked > 100 * KILLS // 10, "the writer barely wrote anything: the test proves little"
+    assert lost == []
+    _, size = _stored_ids(data)
+    settings = load_settings({"data": str(data)})
+    store = open_store(settings.store_url, create=False)
+    try:
+        opened = open_log(store, settings.keys_dir, "default")
+        report = verify_log(store, opened.info, parse_vkey(opened.info.vkey))
+        assert report.size == size
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_a_writer_that_acks_before_commit_is_caught(tmp_path: Path) -> None:
+    lost, _ = crash_loop(tmp_path / "data", kills=KILLS, broken=True, seed=3)
+    assert lost, "acking before commit lost nothing: the crash test cannot tell a broken writer"
