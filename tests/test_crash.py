@@ -48,12 +48,16 @@ def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[st
     reader.start()
     if not ready.wait(30):
         proc.kill()
-        raise AssertionError(f"writer did not start: {proc.stderr.read() if proc.stderr else ''}")
+        proc.wait()
+        reader.join()
+        detail = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"writer did not start: {detail}")
     time.sleep(rng.uniform(0.02, 0.4))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     reader.join()
-    assert proc.stderr is not None
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
     proc.stderr.close()
     return acked
 

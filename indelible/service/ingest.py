@@ -22,7 +22,6 @@ from typing import Any
 
 from indelible.core import merkle
 from indelible.core.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from indelible.core.encoding import canonical
 from indelible.core.entry import GENESIS_PREV_HASH, decode, same_event, seal
 from indelible.core.event import Event
 from indelible.core.note import Signer
@@ -228,7 +227,7 @@ class Sequencer:
                 added.append(event)
             else:
                 prior = new[position] if position < base else added[position - base]
-                if canonical(prior.body) != canonical(event.body):
+                if prior.canonical != event.canonical:
                     raise _conflict(event, self._size + position)
             answer.append(position)
         return answer, added

@@ -243,6 +243,7 @@ class _TreeCheck:
         stored = self._store.get_tiles(self._log.log_id, full)
         for key in full:
             _same_tile(key, changed[key], stored.get(key))
+            self._latest.pop(key, None)
         for key, data in changed.items():
             if len(data) < TILE_WIDTH * 32:
                 self._latest[key] = data
@@ -251,7 +252,6 @@ class _TreeCheck:
         size = self._appender.size
         expected = {(level, index) for level, index, _ in tiles_for_size(size)}
         partial = {key: data for key, data in self._latest.items() if key in expected}
-        partial = {k: v for k, v in partial.items() if len(v) < TILE_WIDTH * 32}
         stored = self._store.get_tiles(self._log.log_id, list(partial))
         for key, data in partial.items():
             _same_tile(key, data, stored.get(key))
