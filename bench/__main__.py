@@ -15,11 +15,18 @@ from rich.console import Console
 
 from bench.indelible_subjects import IndelibleIngestSubject, IndelibleProofSubject
 from bench.measure import Row, build_and_prove, ingest_rate, print_table, settle_heap, verify_rate
-from bench.peers import AuditchainSqliteSubject, IngestSubject, PymerkleProofSubject, TamperlogSubject
+from bench.peers import (
+    AuditchainSqliteSubject,
+    IngestSubject,
+    PymerkleProofSubject,
+    TamperlogSubject,
+)
 from bench.workload import iter_event_bytes, make_events
 
 
-def _ingest_rows(args: argparse.Namespace, console: Console, events: list, budget: float) -> list[Row]:
+def _ingest_rows(
+    args: argparse.Namespace, console: Console, events: list, budget: float
+) -> list[Row]:
     peers: list[IngestSubject] = [TamperlogSubject(), AuditchainSqliteSubject("wal")]
     ours = IndelibleIngestSubject()
     rows: list[Row] = []
@@ -29,7 +36,9 @@ def _ingest_rows(args: argparse.Namespace, console: Console, events: list, budge
         for peer in peers:
             theirs = ingest_rate(peer, events, call_size, budget, workdir=args.workdir)
             console.log(f"{peer.name}: ingest, calls of {call_size}: {theirs:,.0f} events/s")
-            rows.append(Row(f"durable ingest, calls of {call_size}", "events/s", peer.name, theirs, mine))
+            rows.append(
+                Row(f"durable ingest, calls of {call_size}", "events/s", peer.name, theirs, mine)
+            )
     count = args.verify_events
     mine = verify_rate(ours, events[:count], workdir=args.workdir)
     console.log(f"Indelible: full verify of {count:,}: {mine:,.0f} events/s")
@@ -54,12 +63,30 @@ def _proof_rows(args: argparse.Namespace, console: Console) -> list[Row]:
     ours, theirs = results["Indelible"], results["pymerkle"]
     size = f"{ours.size:,}"
     return [
-        Row(f"inclusion proof at {size}: generate", "µs", "pymerkle", theirs.prove_median_us,
-            ours.prove_median_us, False),
-        Row(f"inclusion proof at {size}: verify", "µs", "pymerkle", theirs.verify_median_us,
-            ours.verify_median_us, False),
-        Row(f"build a {size}-leaf tree", "s", "pymerkle (in memory, not durable)",
-            theirs.build_seconds, ours.build_seconds, False),
+        Row(
+            f"inclusion proof at {size}: generate",
+            "µs",
+            "pymerkle",
+            theirs.prove_median_us,
+            ours.prove_median_us,
+            False,
+        ),
+        Row(
+            f"inclusion proof at {size}: verify",
+            "µs",
+            "pymerkle",
+            theirs.verify_median_us,
+            ours.verify_median_us,
+            False,
+        ),
+        Row(
+            f"build a {size}-leaf tree",
+            "s",
+            "pymerkle (in memory, not durable)",
+            theirs.build_seconds,
+            ours.build_seconds,
+            False,
+        ),
     ]
 
 

@@ -126,7 +126,9 @@ def init(
 
 @app.command()
 def append(
-    file: Annotated[str, typer.Argument(help="A JSON object, a JSON array or NDJSON; - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="A JSON object, a JSON array or NDJSON; - for stdin.")
+    ],
     data: DataOpt = None,
     log: LogOpt = None,
     as_json: JsonOpt = False,
@@ -178,7 +180,9 @@ def checkpoint(data: DataOpt = None, log: LogOpt = None, as_json: JsonOpt = Fals
         latest = opened.store.latest_checkpoint(opened.info.log_id)
     if latest is None:
         raise InputError("the log is empty: no checkpoint yet")
-    _emit(as_json, {"size": latest.size, "root": latest.root.hex(), "note": latest.note}, latest.note)
+    _emit(
+        as_json, {"size": latest.size, "root": latest.root.hex(), "note": latest.note}, latest.note
+    )
 
 
 @app.command()
@@ -215,7 +219,11 @@ def verify(
     document = {"ok": True, **report.to_dict()}
     text = (
         f"ok: {report.size} entries, {report.checkpoints_checked} checkpoints verified"
-        + (f"; {report.unpublished} entries not yet covered by a checkpoint" if report.unpublished else "")
+        + (
+            f"; {report.unpublished} entries not yet covered by a checkpoint"
+            if report.unpublished
+            else ""
+        )
         + (f"; held checkpoints {report.held_checkpoint_sizes} consistent" if held else "")
     )
     if vkey is None:
@@ -226,7 +234,9 @@ def verify(
 @proof_app.command("inclusion")
 def proof_inclusion(
     seq: int,
-    tree_size: Annotated[int | None, typer.Option(help="Tree size (default: latest checkpoint).")] = None,
+    tree_size: Annotated[
+        int | None, typer.Option(help="Tree size (default: latest checkpoint).")
+    ] = None,
     data: DataOpt = None,
     log: LogOpt = None,
     as_json: JsonOpt = False,
@@ -235,8 +245,13 @@ def proof_inclusion(
     with _opened(_settings(data, log)) as opened:
         proof = inclusion_proof(opened.store, opened.info, seq, tree_size)
     document = proof.to_dict()
-    _emit(as_json, document, "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
-          + "\nproof:\n" + "\n".join(f"  {h}" for h in document["proof"]))
+    _emit(
+        as_json,
+        document,
+        "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
+        + "\nproof:\n"
+        + "\n".join(f"  {h}" for h in document["proof"]),
+    )
 
 
 @proof_app.command("consistency")
@@ -247,17 +262,23 @@ def proof_consistency(
     with _opened(_settings(data, log)) as opened:
         proof = consistency_proof(opened.store, opened.info, old, new)
     document = proof.to_dict()
-    _emit(as_json, document, "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
-          + "\nproof:\n" + "\n".join(f"  {h}" for h in document["proof"]))
+    _emit(
+        as_json,
+        document,
+        "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
+        + "\nproof:\n"
+        + "\n".join(f"  {h}" for h in document["proof"]),
+    )
+
+
+def _exit_code(exc: IndelibleError) -> int:
+    if isinstance(exc, VerificationError):
+        return 1
+    return 2 if exc.status < 500 else 3
 
 
 def _fail(exc: IndelibleError, as_json: bool) -> NoReturn:
-    if isinstance(exc, VerificationError):
-        code = 1
-    elif isinstance(exc, InputError) or exc.status < 500 and not isinstance(exc, VerificationError):
-        code = 2
-    else:
-        code = 3
+    code = _exit_code(exc)
     if as_json:
         body = exc.to_dict()
         if isinstance(exc, VerificationError):
@@ -271,7 +292,9 @@ def _fail(exc: IndelibleError, as_json: bool) -> NoReturn:
                 err.print(f"  {key}: {value}", markup=False)
         for item in exc.details().get("errors", []):
             where = f"item {item['index']} " if "index" in item else ""
-            err.print(f"  {where}{item['field'] or '/'}: {item['message']} ({item['rule']})", markup=False)
+            err.print(
+                f"  {where}{item['field'] or '/'}: {item['message']} ({item['rule']})", markup=False
+            )
     raise SystemExit(code)
 
 
@@ -291,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         err.print("aborted")
         return 2
+    except FileNotFoundError as exc:
+        _fail(InputError(f"no such file: {exc.filename}"), as_json)
     except OSError as exc:
         _fail(IndelibleError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), as_json)
     return 0

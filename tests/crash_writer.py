@@ -31,7 +31,11 @@ def main() -> None:
     opened = open_log(store, settings.keys_dir, "default", need_signer=True)
     now = lambda: time.time_ns() // 1_000_000  # noqa: E731
     sequencer = Sequencer(
-        store, opened.info, clock_ms=now, random_bytes=os.urandom, wait_for_lease=True,
+        store,
+        opened.info,
+        clock_ms=now,
+        random_bytes=os.urandom,
+        wait_for_lease=True,
         ack_before_commit=broken,
     )
     assert opened.signer is not None

@@ -21,7 +21,9 @@ def timestamp(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def billing_event(n: int, *, salt: int = 0, personal: bool = False, **overrides: Any) -> dict[str, Any]:
+def billing_event(
+    n: int, *, salt: int = 0, personal: bool = False, **overrides: Any
+) -> dict[str, Any]:
     """Event number n: an invoice update by a user, with a before/after change."""
     event: dict[str, Any] = {
         "event_id": event_id(n, salt),
@@ -40,7 +42,9 @@ def billing_event(n: int, *, salt: int = 0, personal: bool = False, **overrides:
         "data": {"currency": "EUR", "customer_id": f"cus-{n % 11}"},
     }
     if personal:
-        event["changes"].append({"field": "email", "before": f"old{n}@example.com", "after": f"new{n}@example.com"})
+        event["changes"].append(
+            {"field": "email", "before": f"old{n}@example.com", "after": f"new{n}@example.com"}
+        )
         event["personal"] = ["/changes/2/after", "/changes/2/before"]
     event.update(overrides)
     return event

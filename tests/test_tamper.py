@@ -141,7 +141,9 @@ def test_a_leaf_edited_with_its_hash_column_recomputed(copy: Path) -> None:
     ],
 )
 def test_an_index_column_edited(copy: Path, column: str, value: object) -> None:
-    tamper(copy, lambda conn: conn.execute(f"UPDATE entries SET {column} = ? WHERE seq = 77", (value,)))
+    tamper(
+        copy, lambda conn: conn.execute(f"UPDATE entries SET {column} = ? WHERE seq = 77", (value,))
+    )
     assert_names_seq(verify(copy), 77, "leaf_mismatch")
 
 
@@ -164,7 +166,9 @@ def test_two_entries_swapped(copy: Path) -> None:
 def test_a_forged_entry_inserted_in_the_middle(copy: Path) -> None:
     def change(conn: sqlite3.Connection) -> None:
         # shift 200.. up by one and put a well-formed forged entry, chained to 199, at 200
-        for (seq,) in conn.execute("SELECT seq FROM entries WHERE seq >= 200 ORDER BY seq DESC").fetchall():
+        for (seq,) in conn.execute(
+            "SELECT seq FROM entries WHERE seq >= 200 ORDER BY seq DESC"
+        ).fetchall():
             conn.execute("UPDATE entries SET seq = ? WHERE seq = ?", (seq + 1, seq))
         row = conn.execute("SELECT * FROM entries WHERE seq = 201").fetchone()
         prev = bytes(conn.execute("SELECT leaf_hash FROM entries WHERE seq = 199").fetchone()[0])
@@ -188,7 +192,12 @@ def test_a_forged_entry_appended_at_the_end(copy: Path) -> None:
         leaf["seq"], leaf["prev_hash"] = SIZE, bytes(row[3]).hex()
         leaf["event"]["event_id"] = "01890000-0000-7000-8000-0000000f0f0d"
         forged = json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode()
-        row[1], row[2], row[3], row[4] = SIZE, forged, hashlib.sha256(b"\x00" + forged).digest(), leaf["event"]["event_id"]
+        row[1], row[2], row[3], row[4] = (
+            SIZE,
+            forged,
+            hashlib.sha256(b"\x00" + forged).digest(),
+            leaf["event"]["event_id"],
+        )
         conn.execute(f"INSERT INTO entries VALUES ({','.join('?' * len(row))})", row)
 
     tamper(copy, change)
@@ -207,10 +216,13 @@ def test_the_tail_truncated_against_a_held_checkpoint(copy: Path) -> None:
 
 
 def test_a_personal_value_edited(copy: Path) -> None:
-    tamper(copy, lambda conn: conn.execute(
-        "UPDATE personal_values SET value = ? WHERE seq = 35 AND pointer = '/changes/2/after'",
-        (b'"attacker@example.com"',),
-    ))
+    tamper(
+        copy,
+        lambda conn: conn.execute(
+            "UPDATE personal_values SET value = ? WHERE seq = 35 AND pointer = '/changes/2/after'",
+            (b'"attacker@example.com"',),
+        ),
+    )
     assert_names_seq(verify(copy), 35, "leaf_mismatch")
 
 

@@ -26,7 +26,7 @@ from indelible.core.entry import GENESIS_PREV_HASH, decode, same_event, seal
 from indelible.core.event import Event
 from indelible.core.note import Signer
 from indelible.core.tiles import TileAppender, TileNodes
-from indelible.errors import Conflict, IndelibleError, InconsistentTree, Overloaded, StoreError
+from indelible.errors import Conflict, InconsistentTree, IndelibleError, Overloaded, StoreError
 from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
 
 __all__ = ["Publisher", "Receipt", "Sequencer"]
@@ -86,6 +86,7 @@ class Sequencer:
         self._pending: deque[_Request] = deque()
         self._pending_events = 0
         self._closing = False
+        self._halted: StoreError | None = None
         self._last_received = 0
         self._load()
         self._thread = threading.Thread(
@@ -106,6 +107,8 @@ class Sequencer:
             future.set_result([])
             return future
         with self._cv:
+            if self._halted is not None:
+                raise self._halted
             if self._closing:
                 raise StoreError("the sequencer is shut down")
             if self._pending_events + len(events) > self._max_pending:
@@ -157,8 +160,19 @@ class Sequencer:
             return taken
 
     def _run(self) -> None:
-        while (requests := self._take()) is not None:
+        while self._halted is None and (requests := self._take()) is not None:
             self._commit(requests)
+
+    def _halt(self, cause: BaseException) -> None:
+        """The right edge cannot be re-read: refuse every request rather than guess."""
+        halted = StoreError(f"sequencer halted: cannot re-read the log's right edge: {cause}")
+        with self._cv:
+            self._halted = halted
+            while self._pending:
+                request = self._pending.popleft()
+                if not request.future.done():
+                    request.future.set_exception(halted)
+            self._pending_events = 0
 
     def _commit(self, requests: list[_Request]) -> None:
         answered = False
@@ -171,12 +185,17 @@ class Sequencer:
                 answered = True
             self._store.append(self._log.log_id, self._size, rows, tiles)
         except BaseException as exc:
-            failure = exc if isinstance(exc, IndelibleError) else StoreError(f"append failed: {exc}")
+            failure = (
+                exc if isinstance(exc, IndelibleError) else StoreError(f"append failed: {exc}")
+            )
             if not answered:
                 for request in requests:
                     if not request.future.done():
                         request.future.set_exception(failure)
-            self._load()  # the in-memory right edge may be ahead of the store: reread it
+            try:
+                self._load()  # the in-memory right edge may be ahead of the store: reread it
+            except BaseException as cause:
+                self._halt(cause)
             return
         self._size += len(rows)
         if rows:
@@ -242,9 +261,7 @@ class Sequencer:
             sealed = seal(
                 event, seq=seq, received_at_ms=received, prev_hash=prev, random_bytes=self._random
             )
-            rows.append(
-                EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal)
-            )
+            rows.append(EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal))
             prev = sealed.leaf_hash
             seq += 1
         return rows

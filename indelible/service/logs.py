@@ -14,8 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from indelible.core.note import Signer, Verifier, format_skey, format_vkey, generate_signer
-from indelible.core.note import parse_skey, parse_vkey
+from indelible.core.note import (
+    Signer,
+    Verifier,
+    format_skey,
+    format_vkey,
+    generate_signer,
+    parse_skey,
+    parse_vkey,
+)
 from indelible.errors import ConfigError, NotFound
 from indelible.storage.base import LogInfo, Store
 
@@ -53,7 +60,9 @@ def init_log(
 ) -> OpenLog:
     """Create a log and its signing key. Refuses to overwrite an existing key file."""
     if not _NAME.match(name):
-        raise ConfigError("log names are 1-63 of a-z 0-9 _ - (starting alphanumeric)", setting="log")
+        raise ConfigError(
+            "log names are 1-63 of a-z 0-9 _ - (starting alphanumeric)", setting="log"
+        )
     if not _ORIGIN.match(origin):
         raise ConfigError("an origin is printable ASCII without spaces or '+'", setting="origin")
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -62,7 +71,9 @@ def init_log(
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a key", setting="log") from exc
+        raise ConfigError(
+            f"{path} already exists; refusing to overwrite a key", setting="log"
+        ) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(format_skey(signer) + "\n")
         handle.flush()
@@ -72,7 +83,9 @@ def init_log(
     return OpenLog(store, info, verifier, signer)
 
 
-def open_log(store: Store, keys_dir: Path | None, name: str, *, need_signer: bool = False) -> OpenLog:
+def open_log(
+    store: Store, keys_dir: Path | None, name: str, *, need_signer: bool = False
+) -> OpenLog:
     """Open an existing log; load its signing key when ``keys_dir`` is given."""
     info = store.get_log(name)
     verifier = parse_vkey(info.vkey)

@@ -23,9 +23,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from indelible.core.merkle import EMPTY_ROOT
 from indelible.core.checkpoint import Checkpoint, open_checkpoint
-from indelible.core.entry import GENESIS_PREV_HASH, decode, index_columns, is_canonical
+from indelible.core.entry import (
+    GENESIS_PREV_HASH,
+    DecodedEntry,
+    IndexColumns,
+    decode,
+    index_columns,
+    is_canonical,
+)
+from indelible.core.merkle import EMPTY_ROOT
 from indelible.core.note import Verifier
 from indelible.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileAppender, tiles_for_size
 from indelible.errors import (
@@ -43,10 +50,7 @@ __all__ = ["VerifyReport", "verify_log"]
 Progress = Callable[[int, int], None]
 _CHUNK = 200 * 256  # tile-aligned ranges
 _PARALLEL_FROM = 100_000
-_INDEX_NAMES = (
-    "event_id event_type occurred_at_ms received_at_ms actor_id actor_type target_type "
-    "target_id action outcome request_id ip"
-).split()
+_INDEX_NAMES = IndexColumns._fields
 
 
 @dataclass
@@ -167,7 +171,7 @@ def _check_range(store: Store, log_id: int, start: int, end: int) -> _Range:
     return check_entries(store.iter_entries(log_id, start, end), start, end, tree)
 
 
-def _decode(row: EntryRow):  # type: ignore[no-untyped-def]
+def _decode(row: EntryRow) -> DecodedEntry:
     try:
         return decode(row.leaf, row.personal)
     except VerificationError as exc:
@@ -344,9 +348,7 @@ def _check_checkpoints(
         if checkpoint.size != getattr(row, "size", None) or checkpoint.root != getattr(
             row, "root", None
         ):
-            raise TreeError(
-                "checkpoint columns do not match its signed note", seq=checkpoint.size
-            )
+            raise TreeError("checkpoint columns do not match its signed note", seq=checkpoint.size)
         if checkpoint.size > size:
             raise InconsistentTree(
                 f"log truncated: checkpoint {checkpoint.size} was signed, the log has {size}",

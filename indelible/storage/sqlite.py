@@ -68,9 +68,15 @@ class SQLiteStore:
     """A store in one SQLite file. Thread-safe: one write connection, a reader per thread."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        migrate: bool = True,
+        busy_timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout = busy_timeout
         self.url = f"sqlite:///{self.path}"
         if not create and not self.path.exists():
             raise NotFound(f"no Indelible store at {self.path} (run `indelible init` first)")
@@ -88,7 +94,7 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")

@@ -109,6 +109,19 @@ def test_personal_values_become_null_with_salted_commitments() -> None:
     assert event.body["changes"][2]["before"] == "a@example.com"
 
 
+def test_personal_values_inside_arrays_round_trip() -> None:
+    raw = make_event(
+        data={"emails": ["a@example.com", "b@example.com"], "n": [[1, 2]]},
+        personal=["/data/emails/1", "/data/n/0/0", "/changes/2/before"],
+    )
+    event, result = sealed(raw)
+    leaf = orjson.loads(result.leaf)
+    assert leaf["event"]["data"] == {"emails": ["a@example.com", None], "n": [[None, 2]]}
+    assert decode(result.leaf, result.personal).event == event.body
+    assert decode(result.leaf).event["data"]["emails"] == ["a@example.com", None]
+    assert event.body["data"]["emails"] == ["a@example.com", "b@example.com"]
+
+
 def test_each_personal_value_gets_a_fresh_salt() -> None:
     _, result = sealed(personal_event())
     salts = [item.salt for item in result.personal]

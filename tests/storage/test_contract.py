@@ -136,7 +136,9 @@ def test_append_needs_the_write_lease(store: Store) -> None:
         store.append(info.log_id, 0, make_rows(0, 1, GENESIS_PREV_HASH), {})
 
 
-def test_write_lease_is_exclusive_across_store_handles(driver: str, store: Store, log_id: int) -> None:
+def test_write_lease_is_exclusive_across_store_handles(
+    driver: str, store: Store, log_id: int
+) -> None:
     other = open_store(driver)
     try:
         with pytest.raises(StoreLocked):
