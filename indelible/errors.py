@@ -17,7 +17,8 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     ├── Overloaded                  bounded queue full; retry later (503 + Retry-After)
     ├── ConfigError                 a setting is missing or invalid; names the setting
     ├── StoreError                  the store failed; the write was NOT acknowledged (503)
-    │   └── StoreLocked             another process holds the log's write lease
+    │   ├── StoreLocked             another process holds the log's write lease
+    │   └── DuplicateEventId        a batch repeats an event_id already stored (nothing written)
     └── VerificationError           evidence does not verify; carries seq/expected/computed
         ├── ProofError              an inclusion or consistency proof does not verify
         ├── SignatureError          a signed note has no valid signature from the key
@@ -39,6 +40,7 @@ __all__ = [
     "ChainError",
     "ConfigError",
     "Conflict",
+    "DuplicateEventId",
     "FieldError",
     "FormatError",
     "IndelibleError",
@@ -185,6 +187,13 @@ class StoreError(IndelibleError):
 class StoreLocked(StoreError):
     code = "store_locked"
     status = 503
+
+
+class DuplicateEventId(StoreError):
+    """An append hit the unique event_id index; the transaction was rolled back."""
+
+    code = "duplicate_event_id"
+    status = 409
 
 
 class VerificationError(IndelibleError):

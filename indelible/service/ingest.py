@@ -26,7 +26,14 @@ from indelible.core.entry import GENESIS_PREV_HASH, decode, same_event, seal
 from indelible.core.event import Event
 from indelible.core.note import Signer
 from indelible.core.tiles import TileAppender, TileNodes
-from indelible.errors import Conflict, InconsistentTree, IndelibleError, Overloaded, StoreError
+from indelible.errors import (
+    Conflict,
+    DuplicateEventId,
+    InconsistentTree,
+    IndelibleError,
+    Overloaded,
+    StoreError,
+)
 from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
 
 __all__ = ["Publisher", "Receipt", "Sequencer"]
@@ -175,15 +182,18 @@ class Sequencer:
             self._pending_events = 0
 
     def _commit(self, requests: list[_Request]) -> None:
+        """One group commit. Idempotency is optimistic: the unique event_id index catches a
+        resubmission, and only then is the batch planned again against the stored entries."""
         answered = False
         try:
-            plan = self._plan(requests)
-            rows = self._seal(plan.new)
-            tiles = self._appender.append([row.leaf_hash for row in rows])
-            if self._ack_before_commit:
+            try:
+                plan, rows = self._write(requests, lookup=False)
+            except DuplicateEventId:
+                self._load()
+                plan, rows = self._write(requests, lookup=True)
+            if not self._ack_before_commit:
                 self._answer(plan, rows)
-                answered = True
-            self._store.append(self._log.log_id, self._size, rows, tiles)
+            answered = True
         except BaseException as exc:
             failure = (
                 exc if isinstance(exc, IndelibleError) else StoreError(f"append failed: {exc}")
@@ -196,16 +206,25 @@ class Sequencer:
                 self._load()  # the in-memory right edge may be ahead of the store: reread it
             except BaseException as cause:
                 self._halt(cause)
-            return
+
+    def _write(self, requests: list[_Request], *, lookup: bool) -> tuple[_Plan, list[EntryRow]]:
+        plan = self._plan(requests, lookup=lookup)
+        rows = self._seal(plan.new)
+        tiles = self._appender.append([row.leaf_hash for row in rows])
+        if self._ack_before_commit:
+            self._answer(plan, rows)  # the deliberately broken mode: ack, then commit
+        if rows:
+            self._store.append(self._log.log_id, self._size, rows, tiles)
         self._size += len(rows)
         if rows:
             self._last_hash = rows[-1].leaf_hash
-        if not answered:
-            self._answer(plan, rows)
+        return plan, rows
 
-    def _plan(self, requests: list[_Request]) -> _Plan:
-        ids = [event.event_id for request in requests for event in request.events]
-        existing = self._store.find_event_ids(self._log.log_id, ids)
+    def _plan(self, requests: list[_Request], *, lookup: bool) -> _Plan:
+        existing: dict[str, EntryRow] = {}
+        if lookup:
+            ids = [event.event_id for request in requests for event in request.events]
+            existing = self._store.find_event_ids(self._log.log_id, ids)
         plan = _Plan(new=[], answers=[])
         positions: dict[str, int] = {}
         for request in requests:

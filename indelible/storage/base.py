@@ -13,7 +13,8 @@ Contract (each store's tests run ``tests/storage/contract.py``):
    ``expected_size``: a second writer, or state that moved underneath the sequencer.
 3. Entries and checkpoints are append-only: the store MUST refuse UPDATE and DELETE on them
    at the database level (triggers), not only in this code.
-4. ``event_id`` is unique per log; seqs are contiguous from 0.
+4. ``event_id`` is unique per log; seqs are contiguous from 0. ``append`` of a batch that
+   repeats a stored event_id MUST raise ``DuplicateEventId`` and write nothing.
 5. Checkpoints are keyed by size; adding a second checkpoint for a size that already has
    one MUST fail.
 6. Reads return exactly the bytes written.

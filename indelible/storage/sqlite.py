@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from indelible.core.entry import IndexColumns, PersonalValue
-from indelible.errors import NotFound, StoreError, StoreLocked
+from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage.base import CheckpointRow, EntryRow, LogInfo
 
 __all__ = ["SQLiteStore"]
@@ -96,6 +96,9 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
             )
+            # Leaves are ~0.5-1 KiB: 16 KiB pages make inserts ~1.5x cheaper than 4 KiB.
+            # (Takes effect only when the file is created, before WAL is switched on.)
+            conn.execute("PRAGMA page_size=16384")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -223,6 +226,8 @@ class SQLiteStore:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError) and "event_id" in str(exc):
+                    raise DuplicateEventId("an event_id in the batch is already stored") from exc
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"append to {self.path} failed: {exc}") from exc
                 raise

@@ -16,7 +16,7 @@ import pytest
 from indelible.core.entry import GENESIS_PREV_HASH, seal
 from indelible.core.event import validate_event
 from indelible.core.tiles import TileAppender
-from indelible.errors import NotFound, StoreError, StoreLocked
+from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage import CheckpointRow, EntryRow, Store, open_store
 from tests.factories import BASE_MS, billing_event
 
@@ -124,7 +124,7 @@ def test_append_is_all_or_nothing(store: Store, log_id: int) -> None:
     clash = make_rows(10, 3, rows[-1].leaf_hash)
     # the third row reuses an event_id already in the log: the whole batch must fail
     clash[2] = EntryRow(12, clash[2].leaf, clash[2].leaf_hash, rows[0].index, ())
-    with pytest.raises(StoreError):
+    with pytest.raises(DuplicateEventId):
         store.append(log_id, 10, clash, {(0, 0): b"\x00" * 32 * 13})
     assert store.tree_size(log_id) == 10
     assert store.get_tile(log_id, 0, 0) == b"".join(r.leaf_hash for r in rows)
