@@ -19,7 +19,7 @@ from indelible.core import merkle
 from indelible.core.event import validate_batch
 from indelible.service.ingest import Publisher, Sequencer
 from indelible.service.logs import OpenLog, init_log
-from indelible.service.proofs import inclusion_proof
+from indelible.service.proofs import TileCache, inclusion_proof
 from indelible.service.verify import verify_log
 from indelible.storage import open_store
 
@@ -90,6 +90,7 @@ class IndelibleProofSubject:
     def __init__(self) -> None:
         self._opened: OpenLog | None = None
         self._size = 0
+        self._cache = TileCache()  # what a serving process keeps
 
     def build(self, directory: Path, payloads: Iterable[bytes]) -> int:
         opened, sequencer = _open(directory)
@@ -112,7 +113,9 @@ class IndelibleProofSubject:
 
     def prove(self, index: int) -> object:
         assert self._opened is not None
-        return inclusion_proof(self._opened.store, self._opened.info, index, self._size)
+        return inclusion_proof(
+            self._opened.store, self._opened.info, index, self._size, cache=self._cache
+        )
 
     def verify(self, index: int, proof: object) -> None:
         from indelible.service.proofs import InclusionProof

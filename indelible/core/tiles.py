@@ -11,7 +11,7 @@ Nothing here reads or writes storage: :class:`TileNodes` takes a ``get_tile`` fu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
 from indelible import errors
 from indelible.core.merkle import HASH_SIZE, TreeBuilder, pair_hashes, subtree_root
@@ -167,15 +167,24 @@ class TileNodes:
     tile is fetched at most once per object. Nodes between tile levels are hashed from the
     tile below (tlog-tiles: "reconstructed by hashing the leaves"), once per tile, so many
     proofs from one object share the work.
+
+    ``full_tiles``, when given, is shared between objects (for any tree size): a full tile
+    never changes, so its hashes by height are kept there and reused by later proofs.
     """
 
-    __slots__ = ("_get_tile", "_inner", "_size", "_tiles")
+    __slots__ = ("_full", "_get_tile", "_inner", "_size", "_tiles")
 
-    def __init__(self, get_tile: Callable[[int, int], bytes], size: int) -> None:
+    def __init__(
+        self,
+        get_tile: Callable[[int, int], bytes],
+        size: int,
+        full_tiles: MutableMapping[tuple[int, int], list[list[bytes]]] | None = None,
+    ) -> None:
         if size < 0:
             raise errors.InputError(f"tree size must be >= 0, got {size}")
         self._get_tile = get_tile
         self._size = size
+        self._full = full_tiles
         self._tiles: dict[tuple[int, int], bytes] = {}
         self._inner: dict[tuple[int, int], list[list[bytes]]] = {}
 
@@ -192,18 +201,23 @@ class TileNodes:
             )
         tile_level, height = divmod(level, TILE_HEIGHT)
         tile_index, offset = divmod(index << height, TILE_WIDTH)
-        if height == 0:
+        if height == 0 and self._full is None:
             return self._tile(tile_level, tile_index)[offset * HASH_SIZE : (offset + 1) * HASH_SIZE]
         return self._levels(tile_level, tile_index)[height][offset >> height]
 
     def _levels(self, level: int, index: int) -> list[list[bytes]]:
         """The tree inside a tile, by height: all 255 interior hashes of a full tile, once."""
-        levels = self._inner.get((level, index))
+        key = (level, index)
+        levels = self._inner.get(key)
+        if levels is None and self._full is not None:
+            levels = self._full.get(key)
         if levels is None:
             levels = [_split(self._tile(level, index))]
             while len(levels) < TILE_HEIGHT:
                 levels.append(pair_hashes(levels[-1]))
-            self._inner[(level, index)] = levels
+            if self._full is not None and len(levels[0]) == TILE_WIDTH:
+                self._full[key] = levels
+        self._inner[key] = levels
         return levels
 
     def _tile(self, level: int, index: int) -> bytes:

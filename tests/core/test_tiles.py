@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from indelible import errors
+from indelible.core import merkle
 from indelible.core.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -306,3 +307,23 @@ def test_appender_rejects_a_bad_right_edge(tiles: Tiles, message: str) -> None:
 def test_appender_rejects_bad_leaf_hashes() -> None:
     with pytest.raises(errors.InputError):
         TileAppender(0, {}).append([b"short"])
+
+
+def test_a_shared_full_tile_cache_gives_the_same_proofs_as_growing_trees_change() -> None:
+    """Full tiles are immutable, so a cache shared across tree sizes must never go stale."""
+    shared: dict[tuple[int, int], list[list[bytes]]] = {}
+    stored: dict[tuple[int, int], bytes] = {}
+    appender = TileAppender(0, {})
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(70_000)]
+    at = 0
+    for size in (1, 255, 256, 257, 600, 65_536, 65_537, 70_000):
+        stored.update(appender.append(leaves[at:size]))
+        at = size
+        cached = TileNodes(lambda level, index: stored[(level, index)], size, shared)
+        plain = TileNodes(lambda level, index: stored[(level, index)], size)
+        for index in {0, size // 3, size // 2, size - 1}:
+            assert merkle.inclusion_proof(index, size, cached.get_node) == merkle.inclusion_proof(
+                index, size, plain.get_node
+            )
+        assert merkle.root(size, cached.get_node) == merkle.root(size, plain.get_node)
+        assert all(len(levels[0]) == 256 for levels in shared.values())
