@@ -46,6 +46,8 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+    # the same thresholds `indelible` sets as a process, applied to every subject alike
+    gc.set_threshold(100_000, 50, 100)
 
 
 @contextmanager

@@ -228,6 +228,8 @@ class Sequencer:
         plan = _Plan(new=[], answers=[])
         positions: dict[str, int] = {}
         for request in requests:
+            if request.future.done():  # refused in an earlier planning of this batch
+                continue
             try:
                 answer, added = self._plan_request(request, existing, positions, plan.new)
             except Conflict as exc:

@@ -30,7 +30,6 @@ from indelible.core.entry import (
     IndexColumns,
     decode,
     index_columns,
-    is_canonical,
 )
 from indelible.core.merkle import EMPTY_ROOT
 from indelible.core.note import Verifier
@@ -140,8 +139,6 @@ def check_entries(rows: Iterator[EntryRow], start: int, end: int, tree_hashes: b
                 computed=entry.prev_hash.hex(),
             )
         _check_index(row, index_columns(entry))
-        if not is_canonical(row.leaf):
-            raise LeafError("leaf bytes are not canonical JSON (RFC 8785)", seq=expected)
         erased += len(entry.erased)
         hashes += computed
         prev = computed
@@ -173,7 +170,7 @@ def _check_range(store: Store, log_id: int, start: int, end: int) -> _Range:
 
 def _decode(row: EntryRow) -> DecodedEntry:
     try:
-        return decode(row.leaf, row.personal)
+        return decode(row.leaf, row.personal, require_canonical=True)
     except VerificationError as exc:
         if exc.seq is None:
             raise LeafError(exc.message, seq=row.seq) from exc

@@ -145,6 +145,20 @@ def test_a_conflicting_request_does_not_fail_its_neighbours(harness: Harness) ->
     assert [r.seq for r in good.result(5)] == [1]
 
 
+def test_a_conflict_and_a_stored_duplicate_in_one_group_commit(harness: Harness) -> None:
+    first = harness.sequencer.append([ev(1)])
+    with harness.store._write_lock:  # all three requests land in one group commit
+        clash = harness.sequencer.submit([ev(7), ev(7, reason="changed")])
+        replay = harness.sequencer.submit([ev(1)])
+        fresh = harness.sequencer.submit([ev(2)])
+        time.sleep(0.05)
+    with pytest.raises(Conflict):
+        clash.result(5)
+    assert replay.result(5) == first
+    assert [r.seq for r in fresh.result(5)] == [1]
+    assert harness.sequencer.size == 2
+
+
 def test_a_full_queue_answers_overloaded(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "small.db")
     opened = init_log(
