@@ -40,6 +40,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _host(text: str) -> str:
+    host = text.strip()
+    if not host or any(char.isspace() for char in host):
+        raise ValueError("must be a host name or IP address without spaces")
+    return host
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65_535:
+        raise ValueError("must be a TCP port from 1 to 65535")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", "./data", str, "Directory holding the store and the signing keys."),
     Setting(
@@ -68,6 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Processes `indelible verify` uses for large logs.",
     ),
+    Setting("host", "127.0.0.1", _host, "Address the HTTP service listens on."),
+    Setting("port", 8700, _port, "TCP port the HTTP service listens on."),
 )
 
 
@@ -80,6 +96,8 @@ class Settings:
     max_batch: int
     max_pending: int
     verify_workers: int
+    host: str
+    port: int
 
     @property
     def data_dir(self) -> Path:

@@ -11,7 +11,9 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── MalformedJSON           not strict JSON: duplicate keys, NaN, bad UTF-8 (400)
     │   ├── InvalidEvent            fails validation; carries every FieldError (422)
     │   ├── LimitExceeded           too large, too deep, too many items (413)
-    │   └── FormatError             a note, key, proof or path is not in its format (400)
+    │   ├── FormatError             a note, key, proof or path is not in its format (400)
+    │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
+    │   └── MethodNotAllowed        an HTTP method the route does not answer (405)
     ├── Conflict                    the same event_id with different content (409)
     ├── NotFound                    no such entry, checkpoint or log (404)
     ├── Overloaded                  bounded queue full; retry later (503 + Retry-After)
@@ -50,6 +52,7 @@ __all__ = [
     "LeafError",
     "LimitExceeded",
     "MalformedJSON",
+    "MethodNotAllowed",
     "NotFound",
     "Overloaded",
     "ProofError",
@@ -57,6 +60,7 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "TreeError",
+    "UnsupportedMediaType",
     "VerificationError",
 ]
 
@@ -136,6 +140,16 @@ class LimitExceeded(InputError):
 class FormatError(InputError):
     code = "bad_format"
     status = 400
+
+
+class UnsupportedMediaType(InputError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class MethodNotAllowed(InputError):
+    code = "method_not_allowed"
+    status = 405
 
 
 class Conflict(IndelibleError):

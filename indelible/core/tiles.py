@@ -217,6 +217,8 @@ class TileNodes:
                 levels.append(pair_hashes(levels[-1]))
             if self._full is not None and len(levels[0]) == TILE_WIDTH:
                 self._full[key] = levels
+                self._tiles.pop(key, None)
+                return levels  # kept by the shared cache only: this object stays small
         self._inner[key] = levels
         return levels
 

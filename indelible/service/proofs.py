@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,29 @@ _Levels = list[list[bytes]]
 
 
 class TileCache(MutableMapping[_Key, _Levels]):
-    """A bounded, thread-safe LRU of full tiles' hashes for one log (~34 KiB a tile)."""
+    """A bounded, thread-safe LRU of one log's full tiles' hashes (~34 KiB a tile), and the
+    node readers of its most recent tree sizes (their partial right-edge tiles hashed once)."""
 
-    def __init__(self, max_tiles: int = 1024) -> None:
+    def __init__(self, max_tiles: int = 1024, max_sizes: int = 4) -> None:
         self._max = max_tiles
         self._data: OrderedDict[_Key, _Levels] = OrderedDict()
         self._lock = threading.Lock()
+        self._max_sizes = max_sizes
+        self._readers: OrderedDict[int, TileNodes] = OrderedDict()
+
+    def nodes(self, get_tile: Callable[[int, int], bytes], size: int) -> TileNodes:
+        """The node reader for ``size``, shared by every proof at that size."""
+        with self._lock:
+            reader = self._readers.get(size)
+            if reader is not None:
+                self._readers.move_to_end(size)
+                return reader
+        reader = TileNodes(get_tile, size, self)
+        with self._lock:
+            self._readers[size] = reader
+            while len(self._readers) > self._max_sizes:
+                self._readers.popitem(last=False)
+        return reader
 
     def __getitem__(self, key: _Key) -> _Levels:
         with self._lock:
@@ -104,7 +121,13 @@ def _nodes(store: Store, log: LogInfo, size: int, cache: TileCache | None) -> Ti
     current = store.tree_size(log.log_id)
     if size > current:
         raise NotFound(f"tree size {size} is beyond the log's {current} entries")
-    return TileNodes(lambda level, index: store.get_tile(log.log_id, level, index), size, cache)
+
+    def get_tile(level: int, index: int) -> bytes:
+        return store.get_tile(log.log_id, level, index)
+
+    if cache is None:
+        return TileNodes(get_tile, size)
+    return cache.nodes(get_tile, size)
 
 
 def _note(store: Store, log: LogInfo, size: int) -> str | None:
