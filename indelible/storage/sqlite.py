@@ -96,9 +96,11 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
             )
-            # Leaves are ~0.5-1 KiB: 16 KiB pages make inserts ~1.5x cheaper than 4 KiB.
+            # Leaves are ~0.5-1 KiB. Measured here: 8 KiB pages make batched inserts ~1.5x
+            # cheaper than 4 KiB, while one-event commits stay as cheap (16 KiB pages cost
+            # them ~40% more: every commit writes whole pages to the WAL).
             # (Takes effect only when the file is created, before WAL is switched on.)
-            conn.execute("PRAGMA page_size=16384")
+            conn.execute("PRAGMA page_size=8192")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
