@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from indelible.config import Settings, load_settings
 from indelible.core.event import DEFAULT_LIMITS, parse_batch, validate_batch
 from indelible.core.note import parse_vkey
-from indelible.errors import IndelibleError, InputError, VerificationError
+from indelible.errors import ConfigError, IndelibleError, InputError, NotFound, VerificationError
 from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, default_origin, init_log, open_log
 from indelible.service.proofs import consistency_proof, inclusion_proof
@@ -272,10 +272,90 @@ def proof_consistency(
     )
 
 
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="Address to listen on (default 127.0.0.1).", show_default=False),
+]
+PortOpt = Annotated[
+    int | None, typer.Option("--port", help="TCP port (default 8700).", show_default=False)
+]
+
+
+def _server_settings(
+    data: Path | None, log: str | None, host: str | None, port: int | None
+) -> Settings:
+    return load_settings(
+        {
+            "data": str(data) if data else None,
+            "log": log,
+            "host": host,
+            "port": None if port is None else str(port),
+        }
+    )
+
+
+def _ensure_log(settings: Settings) -> bool:
+    """Create the store and the log on first start (no store, or a store with no log)."""
+    try:
+        store = open_store(settings.store_url, create=False)
+    except NotFound:
+        store = open_store(settings.store_url, create=True)
+    try:
+        if store.list_logs():
+            return False
+        init_log(
+            store,
+            settings.keys_dir,
+            settings.log,
+            default_origin(socket.gethostname(), settings.log),
+            clock_ms=now_ms,
+            random_bytes=os.urandom,
+        )
+        return True
+    finally:
+        store.close()
+
+
+def _serve(settings: Settings) -> None:
+    from indelible.server.runtime import Runtime  # the server extra is imported on demand
+    from indelible.server.serve import serve, url_for
+
+    runtime = Runtime.open(settings)
+    try:
+        runtime.start()  # takes the write lease now, so a second server fails here, clearly
+        info = runtime.opened.info
+        out.print(f"log {info.name!r} in {settings.store_url}, origin {info.origin}", markup=False)
+        out.print(f"verification key (publish it): {info.vkey}", markup=False)
+        out.print(f"serving on {url_for(settings.host, settings.port)}", markup=False)
+        sys.stdout.flush()
+        serve(runtime, settings.host, settings.port)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def serve(
+    data: DataOpt = None, log: LogOpt = None, host: HostOpt = None, port: PortOpt = None
+) -> None:
+    """Serve the HTTP API for one log (one worker) until SIGTERM or Ctrl-C."""
+    _serve(_server_settings(data, log, host, port))
+
+
+@app.command()
+def run(
+    data: DataOpt = None, log: LogOpt = None, host: HostOpt = None, port: PortOpt = None
+) -> None:
+    """Start Indelible: on first start create the store and signing key, then serve HTTP."""
+    settings = _server_settings(data, log, host, port)
+    if _ensure_log(settings):
+        out.print(f"created log {settings.log!r} in {settings.store_url}", markup=False)
+    _serve(settings)
+
+
 def _exit_code(exc: IndelibleError) -> int:
     if isinstance(exc, VerificationError):
         return 1
-    return 2 if exc.status < 500 else 3
+    return 2 if exc.status < 500 or isinstance(exc, ConfigError) else 3
 
 
 def _fail(exc: IndelibleError, as_json: bool) -> NoReturn:

@@ -122,6 +122,17 @@ def test_commands_on_a_missing_store_say_so(tmp_path: Path) -> None:
     assert result.code == 2 and "indelible init" in result.stderr
 
 
+def test_serve_on_a_missing_store_says_so_before_listening(tmp_path: Path) -> None:
+    result = run_cli("serve", "--data", str(tmp_path / "nowhere"), "--port", "8799")
+    assert result.code == 2 and "indelible init" in result.stderr
+
+
+def test_a_bad_port_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    result = run_cli("run", "--data", str(tmp_path / "data"), "--port", "70000")
+    assert result.code == 2 and "port:" in result.stderr
+    assert not (tmp_path / "data").exists(), "nothing is created before settings are valid"
+
+
 def test_every_setting_and_command_is_documented() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     for setting in SETTINGS:
@@ -135,5 +146,7 @@ def test_every_setting_and_command_is_documented() -> None:
         "verify",
         "proof inclusion",
         "proof consistency",
+        "serve",
+        "run",
     ):
         assert any(c.startswith(command) for c in commands), f"command {command} is undocumented"

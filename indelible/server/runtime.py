@@ -151,6 +151,8 @@ class Runtime:
         """Why the service cannot take events now, or None when it can."""
         if self._state != "running":
             return f"ingest is {'not started' if self._state == 'created' else 'shut down'}"
+        if self._sequencer is not None and self._sequencer.halted is not None:
+            return self._sequencer.halted.message
         error = self._publisher.last_error
         if error is not None:
             return f"the publisher failed: [{error.code}] {error.message}"

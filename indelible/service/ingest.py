@@ -103,6 +103,11 @@ class Sequencer:
 
     # ---- public
     @property
+    def halted(self) -> StoreError | None:
+        """Why the sequencer refuses every request, or None while it is healthy."""
+        return self._halted
+
+    @property
     def size(self) -> int:
         """Entries durably sequenced (and integrated) so far."""
         return self._size
@@ -157,18 +162,23 @@ class Sequencer:
                 self._cv.wait()
             if not self._pending:
                 return None
-            taken = [self._pending.popleft()]
-            count = len(taken[0].events)
-            while self._pending and count + len(self._pending[0].events) <= self._max_batch:
+            taken: list[_Request] = []
+            count = 0
+            while self._pending and (
+                not taken or count + len(self._pending[0].events) <= self._max_batch
+            ):
                 request = self._pending.popleft()
-                taken.append(request)
-                count += len(request.events)
-            self._pending_events -= count
+                self._pending_events -= len(request.events)
+                # From here on a caller's cancel cannot undo an answer after the commit.
+                if request.future.set_running_or_notify_cancel():
+                    taken.append(request)
+                    count += len(request.events)
             return taken
 
     def _run(self) -> None:
         while self._halted is None and (requests := self._take()) is not None:
-            self._commit(requests)
+            if requests:
+                self._commit(requests)
 
     def _halt(self, cause: BaseException) -> None:
         """The right edge cannot be re-read: refuse every request rather than guess."""

@@ -278,3 +278,23 @@ def test_a_second_sequencer_for_the_same_log_is_refused(harness: Harness, tmp_pa
             Sequencer(other, harness.opened.info, clock_ms=now, random_bytes=os.urandom)
     finally:
         other.close()
+
+
+def test_a_cancelled_request_is_never_written(harness: Harness) -> None:
+    with harness.store._write_lock:
+        harness.sequencer.submit([ev(0)])
+        time.sleep(0.05)  # the writer now holds ev(0) and waits for the store
+        dropped = harness.sequencer.submit([ev(1)])
+        assert dropped.cancel()  # still queued: the caller gave up before it was taken
+        kept = harness.sequencer.submit([ev(2)])
+    assert [r.seq for r in kept.result(5)] == [1]
+    assert harness.sequencer.size == 2
+    assert harness.sequencer.halted is None
+
+
+def test_a_taken_request_can_no_longer_be_cancelled(harness: Harness) -> None:
+    with harness.store._write_lock:
+        taken = harness.sequencer.submit([ev(0)])
+        time.sleep(0.05)
+        assert not taken.cancel()  # its commit is under way: the answer will come
+    assert [r.seq for r in taken.result(5)] == [0]

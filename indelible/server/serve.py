@@ -1,0 +1,66 @@
+"""Running the HTTP service under uvicorn (one worker: one sequencer owns the log).
+
+On SIGTERM or SIGINT uvicorn stops accepting connections, lets in-flight requests finish,
+then runs the lifespan shutdown, which drains the sequencer and signs a final checkpoint.
+:func:`serve` then returns normally, so the process exits 0 after a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import uvicorn
+
+from indelible.errors import IndelibleError
+from indelible.server.app import create_app
+from indelible.server.runtime import Runtime
+
+__all__ = ["serve", "url_for"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def url_for(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@contextmanager
+def _stop_on_signal(server: uvicorn.Server) -> Iterator[None]:
+    """While uvicorn serves it handles these signals itself; afterwards it raises each one
+    again for the previous handler. The handler here asks the server to stop (covering a
+    signal that arrives before uvicorn listens) and otherwise lets ``serve`` return."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(runtime: Runtime, host: str, port: int) -> None:
+    """Serve ``runtime``'s log on ``host:port`` until a signal ends it cleanly."""
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=host,
+        port=port,
+        workers=1,
+        lifespan="on",
+        server_header=False,
+        log_level="info",
+    )
+    server = uvicorn.Server(config)
+    with _stop_on_signal(server):
+        server.run()
+    if not server.started:
+        raise IndelibleError(f"the HTTP service did not start on {url_for(host, port)}")
