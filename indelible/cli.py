@@ -232,6 +232,12 @@ def verify(
     _emit(as_json, document, text)
 
 
+def _emit_proof(as_json: bool, document: dict[str, Any]) -> None:
+    fields = "\n".join(f"{key}: {value}" for key, value in document.items() if key != "proof")
+    nodes = "\n".join(f"  {node}" for node in document["proof"])
+    _emit(as_json, document, f"{fields}\nproof:\n{nodes}")
+
+
 @proof_app.command("inclusion")
 def proof_inclusion(
     seq: int,
@@ -245,14 +251,7 @@ def proof_inclusion(
     """Print the RFC 9162 inclusion proof of entry SEQ."""
     with _opened(_settings(data, log)) as opened:
         proof = inclusion_proof(opened.store, opened.info, seq, tree_size)
-    document = proof.to_dict()
-    _emit(
-        as_json,
-        document,
-        "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
-        + "\nproof:\n"
-        + "\n".join(f"  {h}" for h in document["proof"]),
-    )
+    _emit_proof(as_json, proof.to_dict())
 
 
 @proof_app.command("consistency")
@@ -262,14 +261,7 @@ def proof_consistency(
     """Print the RFC 9162 consistency proof from tree size OLD to NEW."""
     with _opened(_settings(data, log)) as opened:
         proof = consistency_proof(opened.store, opened.info, old, new)
-    document = proof.to_dict()
-    _emit(
-        as_json,
-        document,
-        "\n".join(f"{k}: {v}" for k, v in document.items() if k != "proof")
-        + "\nproof:\n"
-        + "\n".join(f"  {h}" for h in document["proof"]),
-    )
+    _emit_proof(as_json, proof.to_dict())
 
 
 HostOpt = Annotated[

@@ -11,7 +11,7 @@ SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ 32-byte public key). Keys travel as text:
 
 - verifier key (vkey): ``<name>+<8 hex key hash>+<base64(0x01 ‖ public key)>``
 - signer key (skey):   ``PRIVATE+KEY+<name>+<8 hex key hash>+<base64(0x01 ‖ 32-byte seed)>``,
-  the form golang.org/x/mod/sumdb/note reads and writes.
+  the private-key text form that signed-note tooling commonly exchanges.
 
 Parsing is strict: anything that is not exactly in its format raises :class:`FormatError`
 (or :class:`LimitExceeded` past the size limits) naming what is wrong, and :func:`format_note`

@@ -42,7 +42,7 @@ from indelible.errors import (
     VerificationError,
 )
 from indelible.storage import open_store
-from indelible.storage.base import EntryRow, LogInfo, Store
+from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -334,7 +334,7 @@ def verify_log(
 
 
 def _check_checkpoints(
-    stored: Sequence[tuple[object, Checkpoint]],
+    stored: Sequence[tuple[CheckpointRow, Checkpoint]],
     outside: Sequence[Checkpoint],
     roots: dict[int, bytes],
     size: int,
@@ -342,9 +342,7 @@ def _check_checkpoints(
 ) -> None:
     good = 0
     for row, checkpoint in stored:
-        if checkpoint.size != getattr(row, "size", None) or checkpoint.root != getattr(
-            row, "root", None
-        ):
+        if (checkpoint.size, checkpoint.root) != (row.size, row.root):
             raise TreeError("checkpoint columns do not match its signed note", seq=checkpoint.size)
         if checkpoint.size > size:
             raise InconsistentTree(
