@@ -1,4 +1,7 @@
-"""The event model: strict JSON parsing, limits, and validation of submitted events.
+"""The event model: limits and validation of submitted events.
+
+Strict JSON parsing lives in :mod:`indelible.core.jsonparse` and timestamps in
+:mod:`indelible.core.timestamps`; both are re-exported here.
 
 Everything here follows ``docs/formats.md`` (Event). :func:`validate_event` checks an event,
 normalizes it (``occurred_at`` to millisecond ``Z`` form, ``personal`` sorted) and computes its
@@ -13,9 +16,8 @@ The current time is passed in (``now_ms``); nothing here reads a clock.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +32,8 @@ from indelible.core.encoding import (
     float_route,
     key_route,
 )
+from indelible.core.jsonparse import parse_batch, parse_json
+from indelible.core.timestamps import format_timestamp, parse_stored_timestamp, parse_timestamp
 
 __all__ = [
     "ACTOR_TYPES",
@@ -51,7 +55,6 @@ ACTOR_TYPES = frozenset({"user", "service", "job", "system", "db_role"})
 OUTCOMES = frozenset({"success", "failure", "denied"})
 _MAX_EVENT_TYPE_BYTES = 128
 _MAX_TOKEN_BYTES = 64
-_MAX_PARSE_DEPTH = 1024  # orjson's own nesting limit
 _POINTER_MEMO_SIZE = 4_096
 _INF = float("inf")
 
@@ -118,271 +121,6 @@ def _new_event(
     _SET_CANONICAL(event, encoded)
     _SET_ROUTE(event, route)
     return event
-
-
-# -- strict JSON ---------------------------------------------------------------------------
-
-
-def parse_json(raw: bytes, *, max_bytes: int) -> Any:
-    """Parse one strict JSON document (RFC 8259 + I-JSON).
-
-    Rejects invalid UTF-8, a byte order mark, NaN and Infinity, lone surrogate escapes,
-    duplicate keys at any depth and trailing content (:class:`~indelible.errors.MalformedJSON`,
-    with the position where known), and documents over ``max_bytes`` or nested deeper than
-    1,024 levels (:class:`~indelible.errors.LimitExceeded`).
-    """
-    _check_size(len(raw), max_bytes, "max_bytes")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if exc.msg.startswith("depth limit"):
-            raise _too_deep() from None
-        raise errors.MalformedJSON(f"malformed JSON: {exc}") from None
-    if _may_have_duplicate_keys(raw, value):
-        _find_duplicate_key(raw)
-    return value
-
-
-def parse_batch(
-    raw: bytes, *, max_bytes: int, max_items: int, ndjson: bool | None = None
-) -> list[Any]:
-    """Parse a request body holding one event, a JSON array of events, or NDJSON.
-
-    With ``ndjson=None`` the body is NDJSON when it has more than one non-empty line and its
-    first non-empty line parses on its own as a JSON object. Items are returned unvalidated.
-    """
-    _check_size(len(raw), max_bytes, "max_bytes")
-    if ndjson is None:
-        ndjson = _looks_like_ndjson(raw)
-    if ndjson:
-        lines = list(_nonempty_lines(raw))
-        _check_items(len(lines), max_items)
-        return [_parse_line(number, line, max_bytes) for number, line in lines]
-    value = parse_json(raw, max_bytes=max_bytes)
-    items = value if type(value) is list else [value]
-    _check_items(len(items), max_items)
-    return items
-
-
-def _nonempty_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """The non-empty lines of an NDJSON body with their 1-based line numbers."""
-    for number, part in enumerate(raw.split(b"\n"), 1):
-        line = part.strip(b" \t\r")
-        if line:
-            yield number, line
-
-
-def _parse_line(number: int, line: bytes, max_bytes: int) -> Any:
-    try:
-        return parse_json(line, max_bytes=max_bytes)
-    except errors.MalformedJSON as exc:
-        raise errors.MalformedJSON(f"line {number}: {exc.message}") from None
-
-
-def _looks_like_ndjson(raw: bytes) -> bool:
-    lines = _nonempty_lines(raw)
-    first, second = next(lines, None), next(lines, None)
-    if first is None or second is None:
-        return False
-    try:
-        return type(orjson.loads(first[1])) is dict
-    except orjson.JSONDecodeError:
-        return False
-
-
-def _check_size(size: int, maximum: int, limit: str) -> None:
-    if size > maximum:
-        raise errors.LimitExceeded(
-            f"the body is {size} bytes; the limit is {maximum}",
-            limit=limit,
-            maximum=maximum,
-            actual=size,
-        )
-
-
-def _check_items(count: int, maximum: int) -> None:
-    if count > maximum:
-        raise errors.LimitExceeded(
-            f"the batch holds {count} items; the limit is {maximum}",
-            limit="max_items",
-            maximum=maximum,
-            actual=count,
-        )
-
-
-def _too_deep() -> errors.LimitExceeded:
-    return errors.LimitExceeded(
-        f"JSON is nested deeper than {_MAX_PARSE_DEPTH} levels",
-        limit="max_depth",
-        maximum=_MAX_PARSE_DEPTH,
-    )
-
-
-def _may_have_duplicate_keys(raw: bytes, value: Any) -> bool:
-    """A cheap test that never misses a duplicate key (it may report one that is not there).
-
-    Every ``:`` byte in ``raw`` is a key separator or a literal ``:`` inside a string, and
-    orjson re-serializes ``value`` with exactly one ``:`` per surviving key and every ``:``
-    character of every string written literally. A duplicate key drops an entry, so the
-    counts differ — unless a ``:`` written as ``\\u003a`` makes up for it, which is checked.
-    """
-    if b"\\u003a" in raw or b"\\u003A" in raw:
-        return True
-    try:
-        again = orjson.dumps(value)
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
-        return True
-    return raw.count(b":") != again.count(b":")
-
-
-def _find_duplicate_key(raw: bytes) -> None:
-    """Parse again, slowly, raising MalformedJSON at the first duplicate key."""
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise errors.MalformedJSON(f"malformed JSON: duplicate key {json.dumps(key)}")
-            seen.add(key)
-        return dict(pairs)
-
-    try:
-        json.loads(raw, object_pairs_hook=pairs_hook)
-    except RecursionError:
-        raise _too_deep() from None
-
-
-# -- timestamps ----------------------------------------------------------------------------
-
-_DAYS_BEFORE_EPOCH = 719_468  # days from 0000-03-01 to 1970-01-01 (proleptic Gregorian)
-
-
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (an era-based day count)."""
-    year -= month <= 2
-    era, year_of_era = divmod(year, 400)
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146_097 + day_of_era - _DAYS_BEFORE_EPOCH
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    """The (year, month, day) of a day count from :func:`_days_from_civil`."""
-    era, day_of_era = divmod(days + _DAYS_BEFORE_EPOCH, 146_097)
-    year_of_era = (
-        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
-    ) // 365
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    shifted_month = (5 * day_of_year + 2) // 153
-    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
-    month = shifted_month + (3 if shifted_month < 10 else -9)
-    return year_of_era + era * 400 + (month <= 2), month, day
-
-
-def _month_days(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
-
-
-# Batches share seconds and minutes, so both directions remember recent ones (bounded memos
-# of pure functions).
-_second_text: dict[int, str] = {}
-_minute_ms: dict[str, int] = {}
-_TIMESTAMP_MEMO_SIZE = 4_096
-
-
-def format_timestamp(ms: int) -> str:
-    """Milliseconds since the Unix epoch as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (years 1 to 9999)."""
-    second, millis = divmod(ms, 1000)
-    text = _second_text.get(second)
-    if text is None:
-        text = _format_second(second)
-        if len(_second_text) >= _TIMESTAMP_MEMO_SIZE:
-            _second_text.clear()
-        _second_text[second] = text
-    return f"{text}.{millis:03d}Z"
-
-
-def _format_second(second: int) -> str:
-    days, in_day = divmod(second, 86_400)
-    year, month, day = _civil_from_days(days)
-    if not 1 <= year <= 9999:
-        raise ValueError(f"timestamp {second}s is outside years 1 to 9999")
-    minutes, second = divmod(in_day, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
-
-
-def parse_stored_timestamp(value: Any) -> int | None:
-    """Milliseconds for a timestamp in the stored form ``YYYY-MM-DDTHH:MM:SS.mmmZ``, else None.
-
-    The fast path for already normalized timestamps (and for leaves, which hold only these).
-    """
-    if type(value) is not str or len(value) != 24 or value[23] != "Z" or value[19] != ".":
-        return None
-    minute = _minute_ms.get(value[:16])
-    if minute is None:
-        try:
-            minute = parse_timestamp(value[:16] + ":00Z")
-        except ValueError:
-            return None
-        if len(_minute_ms) >= _TIMESTAMP_MEMO_SIZE:
-            _minute_ms.clear()
-        _minute_ms[value[:16]] = minute
-    rest = value[17:19] + value[20:23]
-    if value[16] != ":" or not (rest.isascii() and rest.isdigit()) or rest >= "60000":
-        return None
-    return minute + int(rest)
-
-
-def parse_timestamp(text: str) -> int:
-    """An RFC 3339 UTC timestamp as milliseconds since the Unix epoch.
-
-    Accepts ``Z`` or ``+00:00`` and 0 to 3 fractional digits; anything else raises ``ValueError``.
-    """
-    if text.endswith("Z"):
-        fraction = text[19:-1]
-    elif text.endswith("+00:00"):
-        fraction = text[19:-6]
-    else:
-        raise ValueError("must end in Z or +00:00 (UTC)")
-    if not (text.isascii() and len(text) >= 20 and text[10] == "T"):
-        raise ValueError("must look like YYYY-MM-DDTHH:MM:SS.mmmZ")
-    if text[4] != "-" or text[7] != "-" or text[13] != ":" or text[16] != ":":
-        raise ValueError("must look like YYYY-MM-DDTHH:MM:SS.mmmZ")
-    return _date_ms(text) + _time_ms(text) + _fraction_ms(fraction)
-
-
-def _date_ms(text: str) -> int:
-    digits = text[0:4] + text[5:7] + text[8:10]
-    if not digits.isdigit():
-        raise ValueError("the date must be digits: YYYY-MM-DD")
-    year, month, day = int(digits[0:4]), int(digits[4:6]), int(digits[6:8])
-    if year < 1 or not 1 <= month <= 12 or not 1 <= day <= _month_days(year, month):
-        raise ValueError("no such date")
-    return _days_from_civil(year, month, day) * 86_400_000
-
-
-def _time_ms(text: str) -> int:
-    digits = text[11:13] + text[14:16] + text[17:19]
-    if not digits.isdigit():
-        raise ValueError("the time must be digits: HH:MM:SS")
-    hour, minute, second = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError("no such time of day")
-    return ((hour * 60 + minute) * 60 + second) * 1000
-
-
-def _fraction_ms(fraction: str) -> int:
-    if not fraction:
-        return 0
-    digits = fraction[1:]
-    if fraction[0] != "." or not digits.isdigit():
-        raise ValueError("the fraction must be . followed by digits")
-    if len(digits) > 3:
-        raise ValueError("at most millisecond precision (3 fractional digits)")
-    return int(digits.ljust(3, "0"))
 
 
 # -- JSON Pointers -------------------------------------------------------------------------

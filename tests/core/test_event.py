@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from indelible import errors
 from indelible.core import event as event_module
+from indelible.core import timestamps as timestamps_module
 from indelible.core.encoding import Route
 from indelible.core.event import (
     DEFAULT_LIMITS,
@@ -662,7 +663,7 @@ def test_documents_deeper_than_the_strict_parser_goes_exceed_the_depth_limit() -
 
 def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(event_module, "_MEMO_SIZE", 2)
-    monkeypatch.setattr(event_module, "_TIMESTAMP_MEMO_SIZE", 2)
+    monkeypatch.setattr(timestamps_module, "_TIMESTAMP_MEMO_SIZE", 2)
     monkeypatch.setattr(event_module, "_POINTER_MEMO_SIZE", 2)
     for minute in range(5):
         raw = make_event(occurred_at=f"2026-11-23T19:0{minute}:44.123Z", action=f"act{minute}")
@@ -671,8 +672,8 @@ def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         format_timestamp(NOW_MS + minute * 1000)
     assert len(event_module._valid_tokens) <= 2
     assert len(event_module._valid_ips) <= 2
-    assert len(event_module._minute_ms) <= 2
-    assert len(event_module._second_text) <= 2
+    assert len(timestamps_module._minute_ms) <= 2
+    assert len(timestamps_module._second_text) <= 2
     for index in range(5):
         parse_pointer(f"/data/{index}")
     assert len(event_module._pointers) <= 2
