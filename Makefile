@@ -31,7 +31,11 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/coverage run --branch --source=indelible -m pytest -q
+	@# core/ must keep full branch coverage; the report is shown only when it does not,
+	@# so pytest's summary stays the last line of a passing run.
+	@$(BIN)/coverage report --include='indelible/core/*' --fail-under=100 --skip-covered \
+		> .coverage-report.txt 2>&1 || (cat .coverage-report.txt; exit 1)
 
 ## bench: side-by-side benchmarks against the peers named in the issues
 bench: $(STAMP)
