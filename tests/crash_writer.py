@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 
 from indelible.config import load_settings
 from indelible.core.event import validate_event
@@ -44,6 +45,14 @@ def main() -> None:
     lock = threading.Lock()
 
     def client(number: int) -> None:
+        try:
+            run_client(number)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(3)  # a client that cannot append makes the whole run meaningless
+
+    def run_client(number: int) -> None:
         counter = 0
         while True:
             size = 1 + (counter % 17)

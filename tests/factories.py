@@ -28,7 +28,8 @@ def billing_event(
     event: dict[str, Any] = {
         "event_id": event_id(n, salt),
         "event_type": "invoice.updated",
-        "occurred_at": timestamp(BASE_MS + n * 1000),
+        # wraps every ~11.6 days so that any n stays in the past
+        "occurred_at": timestamp(BASE_MS + (n % 1_000_000) * 1000),
         "actor": {"id": f"user-{n % 7}", "type": "user", "name": f"User {n % 7}"},
         "target": {"type": "invoice", "id": f"INV-{n % 50}"},
         "action": "update",

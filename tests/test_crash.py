@@ -55,6 +55,10 @@ def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[st
         detail = proc.stderr.read() if proc.stderr else ""
         raise AssertionError(f"writer did not start: {detail}")
     time.sleep(rng.uniform(0.02, 0.4))
+    if proc.poll() is not None:  # it must still be writing when the kill comes
+        reader.join()
+        detail = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"writer exited on its own ({proc.returncode}): {detail}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     reader.join()

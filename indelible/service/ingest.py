@@ -90,6 +90,7 @@ class Sequencer:
         self._ack_before_commit = ack_before_commit
         store.acquire_writer(log.log_id, wait=wait_for_lease)
         self._cv = threading.Condition()
+        self._commit_lock = threading.Lock()  # one commit at a time owns the right edge
         self._pending: deque[_Request] = deque()
         self._pending_events = 0
         self._closing = False
@@ -114,6 +115,9 @@ class Sequencer:
 
     def submit(self, events: Sequence[Event]) -> Future[list[Receipt]]:
         """Queue events as one all-or-nothing request; the future resolves after commit."""
+        return self._enqueue(events, wake=True)
+
+    def _enqueue(self, events: Sequence[Event], *, wake: bool) -> Future[list[Receipt]]:
         future: Future[list[Receipt]] = Future()
         if not events:
             future.set_result([])
@@ -129,12 +133,32 @@ class Sequencer:
                 )
             self._pending.append(_Request(events, future))
             self._pending_events += len(events)
-            self._cv.notify()
+            if wake:
+                self._cv.notify()
         return future
 
     def append(self, events: Sequence[Event], timeout: float | None = None) -> list[Receipt]:
-        """Submit and wait: returns receipts only once the events are durable."""
-        return self.submit(events).result(timeout)
+        """Submit and wait: returns receipts only once the events are durable.
+
+        Leader/follower group commit: a caller that finds no commit under way commits the
+        pending requests itself (its own and any others'), sparing the hand-off to the writer
+        thread; otherwise it waits while the current committer, or the writer thread, does.
+        """
+        future = self._enqueue(events, wake=False)
+        if self._commit_lock.acquire(blocking=False):
+            try:
+                while not future.done() and (requests := self._take_nowait()):
+                    self._commit(requests)
+            finally:
+                self._commit_lock.release()
+        self._wake_if_pending()
+        return future.result(timeout)
+
+    def _wake_if_pending(self) -> None:
+        """Requests queued while a caller led a commit must not wait for the next arrival."""
+        with self._cv:
+            if self._pending:
+                self._cv.notify()
 
     def close(self) -> None:
         """Finish every pending request, then stop and release the write lease."""
@@ -156,12 +180,16 @@ class Sequencer:
             else GENESIS_PREV_HASH
         )
 
-    def _take(self) -> list[_Request] | None:
+    def _wait_for_work(self) -> bool:
+        """Block until requests are pending; False once shut down (or halted) and drained."""
         with self._cv:
-            while not self._pending and not self._closing:
+            while not self._pending and not self._closing and self._halted is None:
                 self._cv.wait()
-            if not self._pending:
-                return None
+            return bool(self._pending) and self._halted is None
+
+    def _take_nowait(self) -> list[_Request]:
+        """Pop up to ``max_batch`` events' worth of requests (at least one request)."""
+        with self._cv:
             taken: list[_Request] = []
             count = 0
             while self._pending and (
@@ -176,9 +204,11 @@ class Sequencer:
             return taken
 
     def _run(self) -> None:
-        while self._halted is None and (requests := self._take()) is not None:
-            if requests:
-                self._commit(requests)
+        while self._wait_for_work():
+            with self._commit_lock:
+                requests = self._take_nowait()
+                if requests:
+                    self._commit(requests)
 
     def _halt(self, cause: BaseException) -> None:
         """The right edge cannot be re-read: refuse every request rather than guess."""
