@@ -68,14 +68,13 @@ def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[st
     return acked
 
 
-def _stored_ids(data: Path) -> tuple[set[str], int]:
+def _missing(data: Path, acked: list[str]) -> list[str]:
+    """The acknowledged ids the store does not hold (looked up, not a scan of the log)."""
     settings = load_settings({"data": str(data)})
     store = open_store(settings.store_url, create=False)
     try:
-        log = store.get_log("default")
-        rows = list(store.iter_entries(log.log_id))
-        assert [row.seq for row in rows] == list(range(len(rows))), "seqs are not contiguous"
-        return {row.index.event_id for row in rows}, len(rows)
+        stored = store.find_event_ids(store.get_log("default").log_id, acked)
+        return [event_id for event_id in acked if event_id not in stored]
     finally:
         store.close()
 
@@ -89,8 +88,7 @@ def crash_loop(data: Path, *, kills: int, broken: bool, seed: int) -> tuple[list
     for run in range(kills):
         acked = _run_once(data, run, broken, rng)
         acked_total += len(acked)
-        stored, _ = _stored_ids(data)
-        lost += [event_id for event_id in acked if event_id not in stored]
+        lost += _missing(data, acked)
         if broken and lost:
             break
     return lost, acked_total
@@ -102,13 +100,13 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path) -> None:
     lost, acked = crash_loop(data, kills=KILLS, broken=False, seed=2)
     assert acked > 100 * KILLS // 10, "the writer barely wrote anything: the test proves little"
     assert lost == []
-    _, size = _stored_ids(data)
     settings = load_settings({"data": str(data)})
     store = open_store(settings.store_url, create=False)
     try:
         opened = open_log(store, settings.keys_dir, "default")
+        # a full verify: seqs contiguous, chain, tiles and every checkpoint intact
         report = verify_log(store, opened.info, parse_vkey(opened.info.vkey))
-        assert report.size == size
+        assert report.size >= acked  # every acknowledged id is one distinct entry
     finally:
         store.close()
 

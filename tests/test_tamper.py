@@ -204,6 +204,17 @@ def test_a_forged_entry_appended_at_the_end(copy: Path) -> None:
     assert_names_seq(verify(copy), SIZE)
 
 
+def test_a_tile_the_tree_does_not_have(copy: Path) -> None:
+    tamper(
+        copy,
+        lambda conn: conn.execute(
+            "INSERT INTO tiles (log_id, level, idx, hashes) VALUES (1, 0, 9, ?)", (b"\x00" * 32,)
+        ),
+    )
+    body = assert_names_seq(verify(copy), SIZE, "tree_mismatch")
+    assert "level 0 index 9" in body["error"]["message"]
+
+
 def test_the_tail_truncated_against_a_held_checkpoint(copy: Path) -> None:
     def change(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM entries WHERE seq >= ?", (SIZE - 25,))

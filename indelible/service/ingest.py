@@ -188,7 +188,8 @@ class Sequencer:
             return bool(self._pending) and self._halted is None
 
     def _take_nowait(self) -> list[_Request]:
-        """Pop up to ``max_batch`` events' worth of requests (at least one request)."""
+        """Pop up to ``max_batch`` events' worth of requests (always the first one queued);
+        requests their callers cancelled are dropped, so the result may be empty."""
         with self._cv:
             taken: list[_Request] = []
             count = 0

@@ -256,11 +256,13 @@ class _TreeCheck:
         stored = self._store.get_tiles(self._log.log_id, list(partial))
         for key, data in partial.items():
             _same_tile(key, data, stored.get(key))
-        count = sum(1 for _ in self._store.iter_tiles(self._log.log_id))
-        if count != len(expected):
+        extra = sorted(set(self._store.tile_keys(self._log.log_id)) - expected)
+        if extra:
+            level, index = extra[0]
             raise TreeError(
-                f"the store holds {count} tiles, a tree of {size} entries has {len(expected)}",
-                seq=size if count > len(expected) else None,
+                f"the store holds tile level {level} index {index}, which a tree of {size} "
+                "entries does not have",
+                seq=size,
             )
 
 

@@ -19,7 +19,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -277,24 +277,32 @@ class SQLiteStore:
                 found[(level, index)] = bytes(row[0])
         return found
 
-    def iter_tiles(self, log_id: int) -> Iterator[tuple[int, int, bytes]]:
+    def tile_keys(self, log_id: int) -> list[tuple[int, int]]:
         rows = self._reader().execute(
-            "SELECT level, idx, hashes FROM tiles WHERE log_id = ? ORDER BY level, idx",
-            (log_id,),
+            "SELECT level, idx FROM tiles WHERE log_id = ? ORDER BY level, idx", (log_id,)
         )
-        for level, index, data in rows:
-            yield level, index, bytes(data)
+        return [(level, index) for level, index in rows]
 
     def _personal(self, log_id: int, start: int, end: int) -> dict[int, tuple[PersonalValue, ...]]:
-        found: dict[int, list[PersonalValue]] = {}
-        rows = self._reader().execute(
-            "SELECT seq, pointer, salt, value FROM personal_values "
-            "WHERE log_id = ? AND seq >= ? AND seq < ? ORDER BY seq, pointer",
-            (log_id, start, end),
+        return _group_personal(
+            self._reader().execute(
+                "SELECT seq, pointer, salt, value FROM personal_values "
+                "WHERE log_id = ? AND seq >= ? AND seq < ? ORDER BY seq, pointer",
+                (log_id, start, end),
+            )
         )
-        for seq, pointer, salt, value in rows:
-            found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
-        return {seq: tuple(values) for seq, values in found.items()}
+
+    def _personal_of(
+        self, log_id: int, seqs: Sequence[int]
+    ) -> dict[int, tuple[PersonalValue, ...]]:
+        marks = ",".join("?" * len(seqs))
+        return _group_personal(
+            self._reader().execute(
+                "SELECT seq, pointer, salt, value FROM personal_values "
+                f"WHERE log_id = ? AND seq IN ({marks}) ORDER BY seq, pointer",
+                (log_id, *seqs),
+            )
+        )
 
     def get_entry(self, log_id: int, seq: int) -> EntryRow:
         row = (
@@ -320,9 +328,9 @@ class SQLiteStore:
                 f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND event_id IN ({marks})",
                 (log_id, *part),
             ).fetchall()
+            personal = self._personal_of(log_id, [row[0] for row in rows]) if rows else {}
             for row in rows:
-                personal = self._personal(log_id, row[0], row[0] + 1).get(row[0], ())
-                found[row[3]] = _row_to_entry(row, personal)
+                found[row[3]] = _row_to_entry(row, personal.get(row[0], ()))
         return found
 
     def iter_entries(
@@ -386,6 +394,13 @@ class SQLiteStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+
+
+def _group_personal(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[PersonalValue, ...]]:
+    found: dict[int, list[PersonalValue]] = {}
+    for seq, pointer, salt, value in rows:
+        found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
+    return {seq: tuple(values) for seq, values in found.items()}
 
 
 def _split_sql(script: str) -> list[str]:

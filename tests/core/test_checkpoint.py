@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,10 +25,9 @@ from indelible.core.note import (
     parse_vkey,
     sign_note,
 )
+from tests.vectors import load_vectors
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).parent.parent / "vectors" / "signed-notes.json").read_text("utf-8")
-)
+VECTORS: dict[str, Any] = load_vectors("signed-notes.json")
 CASES: dict[str, dict[str, Any]] = {c["id"]: c for c in VECTORS["cases"]}
 CHECKPOINT_CASES = [pytest.param(c, id=c["id"]) for c in CASES.values() if "checkpoint" in c]
 SUMDB = CASES["sumdb-checkpoint-real"]

@@ -30,8 +30,9 @@ from indelible.core.merkle import (
     verify_inclusion,
 )
 from tests import reference_merkle as ref
+from tests.vectors import VECTORS_DIR
 
-VECTORS = Path(__file__).parent.parent / "vectors"
+VECTORS = VECTORS_DIR
 TD = VECTORS / "transparency-dev-merkle" / "testdata"
 # testdata/subtreeinclusion and testdata/subtreeconsistency are not collected: they cover the
 # subtree proofs of draft-ietf-plants-merkle-tree-certs, which are not part of RFC 6962/9162.

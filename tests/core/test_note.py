@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,10 +33,9 @@ from indelible.core.note import (
     parse_vkey,
     sign_note,
 )
+from tests.vectors import load_vectors
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).parent.parent / "vectors" / "signed-notes.json").read_text("utf-8")
-)
+VECTORS: dict[str, Any] = load_vectors("signed-notes.json")
 CASES: list[dict[str, Any]] = VECTORS["cases"]
 KEYS: dict[str, dict[str, str | None]] = VECTORS["test_keys"]
 

@@ -105,6 +105,7 @@ def test_tiles_hold_the_latest_content(store: Store, log_id: int) -> None:
     assert store.get_tile(log_id, 0, 0) == b"".join(r.leaf_hash for r in (rows + more)[:256])
     assert store.get_tile(log_id, 0, 1) == b"".join(r.leaf_hash for r in more[56:])
     assert store.get_tiles(log_id, [(0, 1), (5, 5)]) == {(0, 1): store.get_tile(log_id, 0, 1)}
+    assert store.tile_keys(log_id) == [(0, 0), (0, 1), (1, 0)]
     with pytest.raises(NotFound):
         store.get_tile(log_id, 3, 0)
 
