@@ -3,6 +3,8 @@
 Ingest and verify are compared against tamperlog and auditchain (SQLite backend), every
 subject durable (fsync'd) on each call; proofs against pymerkle. Prints one table of ratios
 (Indelible ÷ peer). ``python -m bench --quick`` runs small budgets for a smoke test.
+HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, unless
+``--no-http``; ``--http-only`` runs just those.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.http_bench import http_rows
 from bench.indelible_subjects import IndelibleIngestSubject, IndelibleProofSubject
 from bench.measure import Row, build_and_prove, ingest_rate, print_table, settle_heap, verify_rate
 from bench.peers import (
@@ -99,6 +102,13 @@ def main() -> None:
     parser.add_argument("--proofs", type=int, default=1000)
     parser.add_argument("--workdir", type=Path, default=None, help="a directory on a real disk")
     parser.add_argument("--skip-proofs", action="store_true")
+    parser.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="HTTP figures against a live server (default: on)",
+    )
+    parser.add_argument("--http-only", action="store_true", help="only the HTTP figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -106,6 +116,10 @@ def main() -> None:
 
     console = Console()
     started = time.perf_counter()
+    if args.http_only:
+        print_table(http_rows(args, console), title="Indelible over HTTP (same machine, same run)")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
     console.log(f"{len(events):,} events generated in {time.perf_counter() - started:.1f}s")
     settle_heap()
@@ -113,6 +127,8 @@ def main() -> None:
     del events
     if not args.skip_proofs:
         rows += _proof_rows(args, console)
+    if args.http:
+        rows += http_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 
