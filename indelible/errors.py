@@ -13,8 +13,13 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── LimitExceeded           too large, too deep, too many items (413)
     │   ├── FormatError             a note, key, proof or path is not in its format (400)
     │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
-    │   └── MethodNotAllowed        an HTTP method the route does not answer (405)
+    │   ├── MethodNotAllowed        an HTTP method the route does not answer (405)
+    │   └── ReasonRequired          a read or export without the X-Audit-Reason it needs (400)
+    ├── Unauthenticated             no API key, or one that is unknown or revoked (401)
+    ├── Forbidden                   the key's role does not allow the route (403)
+    ├── RateLimited                 too many failed authentications from one address (429)
     ├── Conflict                    the same event_id with different content (409)
+    ├── AlreadyExists               a tenant (log) of that name or origin exists (409)
     ├── NotFound                    no such entry, checkpoint or log (404)
     ├── Overloaded                  bounded queue full; retry later (503 + Retry-After)
     ├── ConfigError                 a setting is missing or invalid; names the setting
@@ -39,14 +44,16 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AlreadyExists",
     "ChainError",
     "ConfigError",
     "Conflict",
     "DuplicateEventId",
     "FieldError",
+    "Forbidden",
     "FormatError",
-    "IndelibleError",
     "InconsistentTree",
+    "IndelibleError",
     "InputError",
     "InvalidEvent",
     "LeafError",
@@ -56,10 +63,13 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "ProofError",
+    "RateLimited",
+    "ReasonRequired",
     "SignatureError",
     "StoreError",
     "StoreLocked",
     "TreeError",
+    "Unauthenticated",
     "UnsupportedMediaType",
     "VerificationError",
 ]
@@ -152,6 +162,33 @@ class MethodNotAllowed(InputError):
     status = 405
 
 
+class ReasonRequired(InputError):
+    code = "reason_required"
+    status = 400
+
+
+class Unauthenticated(IndelibleError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(IndelibleError):
+    code = "forbidden"
+    status = 403
+
+
+class RateLimited(IndelibleError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+
 class Conflict(IndelibleError):
     code = "event_id_conflict"
     status = 409
@@ -162,6 +199,11 @@ class Conflict(IndelibleError):
 
     def details(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "seq": self.seq}
+
+
+class AlreadyExists(IndelibleError):
+    code = "already_exists"
+    status = 409
 
 
 class NotFound(IndelibleError):

@@ -44,6 +44,7 @@ __all__ = [
     "decode",
     "index_columns",
     "is_canonical",
+    "related_refs",
     "same_event",
     "seal",
 ]
@@ -537,6 +538,20 @@ def _columns(
 
 
 _NOTHING: dict[str, Any] = {}
+
+
+def related_refs(event: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The sorted, distinct ``(type, id)`` of an event's ``related`` records (lookup hints
+    storage keeps so an entity's history finds events that name it only as related)."""
+    related = event.get("related")
+    if type(related) is not list:
+        return ()
+    found = {
+        (item["type"], item["id"])
+        for item in related
+        if type(item) is dict and type(item.get("type")) is str and type(item.get("id")) is str
+    }
+    return tuple(sorted(found))
 
 
 def _text(value: Any) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from indelible.core import merkle
 from indelible.core.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from indelible.core.entry import GENESIS_PREV_HASH, decode, same_event, seal
+from indelible.core.entry import GENESIS_PREV_HASH, decode, related_refs, same_event, seal
 from indelible.core.event import Event
 from indelible.core.note import Signer
 from indelible.core.tiles import TileAppender, TileNodes
@@ -323,7 +323,10 @@ class Sequencer:
             sealed = seal(
                 event, seq=seq, received_at_ms=received, prev_hash=prev, random_bytes=self._random
             )
-            rows.append(EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal))
+            refs = related_refs(event.body) if "related" in event.body else ()
+            rows.append(
+                EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal, refs)
+            )
             prev = sealed.leaf_hash
             seq += 1
         return rows

@@ -30,6 +30,7 @@ from indelible.core.entry import (
     IndexColumns,
     decode,
     index_columns,
+    related_refs,
 )
 from indelible.core.merkle import EMPTY_ROOT
 from indelible.core.note import Verifier
@@ -139,6 +140,14 @@ def check_entries(rows: Iterator[EntryRow], start: int, end: int, tree_hashes: b
                 computed=entry.prev_hash.hex(),
             )
         _check_index(row, index_columns(entry))
+        refs = related_refs(entry.event)
+        if row.refs != refs:
+            raise LeafError(
+                "related-record references do not match the leaf",
+                seq=expected,
+                expected=repr(refs),
+                computed=repr(row.refs),
+            )
         erased += len(entry.erased)
         hashes += computed
         prev = computed

@@ -18,6 +18,12 @@ Contract (each store's tests run ``tests/storage/contract.py``):
 5. Checkpoints are keyed by size; adding a second checkpoint for a size that already has
    one MUST fail.
 6. Reads return exactly the bytes written.
+7. ``query_entries`` returns entries matching every given filter, ordered by seq (ascending
+   or descending), strictly after the cursor seq, never beyond ``max_seq``, at most ``limit``;
+   ``count_entries`` counts the same set without a limit. ``touching`` matches the entry's
+   target or any of its ``refs`` (related records).
+8. API keys are never deleted; ``revoke_api_key`` sets the revocation time once and reports
+   whether it did.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from typing import Protocol
 from indelible.core.entry import IndexColumns, PersonalValue
 
 __all__ = [
+    "ApiKeyRow",
     "CheckpointRow",
+    "EntryQuery",
     "EntryRow",
     "LogInfo",
     "Store",
@@ -56,6 +64,7 @@ class EntryRow:
     leaf_hash: bytes
     index: IndexColumns
     personal: tuple[PersonalValue, ...] = ()
+    refs: tuple[tuple[str, str], ...] = ()  # (type, id) of each related record, no repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,46 @@ class CheckpointRow:
     root: bytes
     note: str
     created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntryQuery:
+    """A filter over one log's entries; None means "any". Times are epoch milliseconds,
+    ranges half-open ``[from, to)``. ``event_type_prefix`` ends with a dot (``invoice.``)."""
+
+    actor_id: str | None = None
+    actor_type: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    touching: tuple[str, str] | None = None
+    event_type: str | None = None
+    event_type_prefix: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    occurred_from_ms: int | None = None
+    occurred_to_ms: int | None = None
+    received_from_ms: int | None = None
+    received_to_ms: int | None = None
+    after_seq: int | None = None  # the keyset cursor: strictly after it in the chosen order
+    max_seq: int | None = None  # a snapshot bound: nothing beyond it (inclusive)
+    descending: bool = False
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as stored: the SHA-256 of its secret, never the secret."""
+
+    key_id: str
+    log_id: int
+    name: str
+    role: str
+    secret_hash: bytes
+    created_at_ms: int
+    created_by: str | None = None
+    revoked_at_ms: int | None = None
 
 
 class Store(Protocol):
@@ -113,5 +162,20 @@ class Store(Protocol):
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None: ...
     def get_checkpoint(self, log_id: int, size: int) -> CheckpointRow: ...
     def list_checkpoints(self, log_id: int) -> list[CheckpointRow]: ...
+
+    # ---- queries
+    def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]: ...
+    def count_entries(self, log_id: int, query: EntryQuery) -> int: ...
+    def get_refs(self, log_id: int, start: int, end: int) -> dict[int, tuple[tuple[str, str], ...]]:
+        """The stored related-record references of entries ``start <= seq < end``."""
+        ...
+
+    # ---- access: API keys and per-log settings
+    def add_api_key(self, row: ApiKeyRow) -> None: ...
+    def get_api_key(self, key_id: str) -> ApiKeyRow: ...
+    def list_api_keys(self, log_id: int | None = None) -> list[ApiKeyRow]: ...
+    def revoke_api_key(self, key_id: str, at_ms: int) -> bool: ...
+    def get_log_settings(self, log_id: int) -> dict[str, str]: ...
+    def set_log_setting(self, log_id: int, name: str, value: str) -> None: ...
 
     def close(self) -> None: ...

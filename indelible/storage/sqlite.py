@@ -20,13 +20,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from indelible.core.entry import IndexColumns, PersonalValue
 from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
-from indelible.storage.base import CheckpointRow, EntryRow, LogInfo
+from indelible.storage.base import ApiKeyRow, CheckpointRow, EntryQuery, EntryRow, LogInfo
 
 __all__ = ["SQLiteStore"]
 
@@ -41,6 +42,8 @@ _INSERT_ENTRY = (
 _INSERT_PERSONAL = (
     "INSERT INTO personal_values (log_id, seq, pointer, salt, value) VALUES (?, ?, ?, ?, ?)"
 )
+_INSERT_REF = "INSERT INTO entry_refs (log_id, ref_type, ref_id, seq) VALUES (?, ?, ?, ?)"
+_KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
 _UPSERT_TILE = (
     "INSERT INTO tiles (log_id, level, idx, hashes) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes"
@@ -209,6 +212,7 @@ class SQLiteStore:
         personal = [
             (log_id, e.seq, p.pointer, p.salt, p.value) for e in entries for p in e.personal
         ]
+        refs = [(log_id, kind, ref, e.seq) for e in entries for kind, ref in e.refs]
         tile_rows = [(log_id, level, index, data) for (level, index), data in tiles.items()]
         with self._write_lock:
             conn = self._writer
@@ -223,6 +227,8 @@ class SQLiteStore:
                 conn.executemany(_INSERT_ENTRY, rows)
                 if personal:
                     conn.executemany(_INSERT_PERSONAL, personal)
+                if refs:
+                    conn.executemany(_INSERT_REF, refs)
                 conn.executemany(_UPSERT_TILE, tile_rows)
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -347,8 +353,10 @@ class SQLiteStore:
                 (log_id, at, upto),
             ).fetchall()
             personal = self._personal(log_id, at, upto)
+            refs = self.get_refs(log_id, at, upto)
             for row in rows:
-                yield _row_to_entry(row, personal.get(row[0], ()))
+                entry = _row_to_entry(row, personal.get(row[0], ()))
+                yield replace(entry, refs=refs[row[0]]) if row[0] in refs else entry
             at = upto
 
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None:
@@ -385,6 +393,111 @@ class SQLiteStore:
         )
         return [CheckpointRow(r[0], bytes(r[1]), r[2], r[3]) for r in rows]
 
+    # ---- queries
+    def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]:
+        where, params = _where(log_id, query)
+        order = "DESC" if query.descending else "ASC"
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where} ORDER BY seq {order} LIMIT ?",
+                (*params, max(0, query.limit)),
+            )
+            .fetchall()
+        )
+        personal = self._personal_of(log_id, [row[0] for row in rows]) if rows else {}
+        return [_row_to_entry(row, personal.get(row[0], ())) for row in rows]
+
+    def count_entries(self, log_id: int, query: EntryQuery) -> int:
+        where, params = _where(log_id, query)
+        (count,) = (
+            self._reader().execute(f"SELECT COUNT(*) FROM entries WHERE {where}", params).fetchone()
+        )
+        return int(count)
+
+    def get_refs(self, log_id: int, start: int, end: int) -> dict[int, tuple[tuple[str, str], ...]]:
+        rows = self._reader().execute(
+            "SELECT seq, ref_type, ref_id FROM entry_refs "
+            "WHERE log_id = ? AND seq >= ? AND seq < ?",
+            (log_id, start, end),
+        )
+        found: dict[int, list[tuple[str, str]]] = {}
+        for seq, kind, ref in rows:
+            found.setdefault(seq, []).append((kind, ref))
+        return {seq: tuple(sorted(refs)) for seq, refs in found.items()}
+
+    # ---- access
+    def add_api_key(self, row: ApiKeyRow) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.key_id,
+                        row.log_id,
+                        row.name,
+                        row.role,
+                        row.secret_hash,
+                        row.created_at_ms,
+                        row.created_by,
+                        row.revoked_at_ms,
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot store API key {row.key_id}: {exc}") from exc
+
+    def get_api_key(self, key_id: str) -> ApiKeyRow:
+        row = (
+            self._reader()
+            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no API key {key_id!r}")
+        return _key_row(row)
+
+    def list_api_keys(self, log_id: int | None = None) -> list[ApiKeyRow]:
+        if log_id is None:
+            rows = self._reader().execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, key_id"
+            )
+        else:
+            rows = self._reader().execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE log_id = ? "
+                "ORDER BY created_at_ms, key_id",
+                (log_id,),
+            )
+        return [_key_row(row) for row in rows]
+
+    def revoke_api_key(self, key_id: str, at_ms: int) -> bool:
+        with self._write_lock:
+            try:
+                cur = self._writer.execute(
+                    "UPDATE api_keys SET revoked_at_ms = ? "
+                    "WHERE key_id = ? AND revoked_at_ms IS NULL",
+                    (at_ms, key_id),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot revoke API key {key_id}: {exc}") from exc
+        return cur.rowcount == 1
+
+    def get_log_settings(self, log_id: int) -> dict[str, str]:
+        rows = self._reader().execute(
+            "SELECT name, value FROM log_settings WHERE log_id = ? ORDER BY name", (log_id,)
+        )
+        return {name: value for name, value in rows}
+
+    def set_log_setting(self, log_id: int, name: str, value: str) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "INSERT INTO log_settings (log_id, name, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (log_id, name) DO UPDATE SET value = excluded.value",
+                    (log_id, name, value),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot store setting {name}: {exc}") from exc
+
     def close(self) -> None:
         for log_id in list(self._leases):
             self.release_writer(log_id)
@@ -394,6 +507,62 @@ class SQLiteStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+
+
+def _key_row(row: Sequence[Any]) -> ApiKeyRow:
+    return ApiKeyRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7])
+
+
+_EQUALS = (
+    ("actor_id", "actor_id"),
+    ("actor_type", "actor_type"),
+    ("target_type", "target_type"),
+    ("target_id", "target_id"),
+    ("event_type", "event_type"),
+    ("action", "action"),
+    ("outcome", "outcome"),
+    ("request_id", "request_id"),
+    ("ip", "ip"),
+)
+_RANGES = (
+    ("occurred_from_ms", "occurred_at_ms >= ?"),
+    ("occurred_to_ms", "occurred_at_ms < ?"),
+    ("received_from_ms", "received_at_ms >= ?"),
+    ("received_to_ms", "received_at_ms < ?"),
+    ("max_seq", "seq <= ?"),
+)
+
+
+def _where(log_id: int, query: EntryQuery) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (with its parameters) of ``query``; values are always bound."""
+    clauses: list[str] = ["log_id = ?"]
+    params: list[Any] = [log_id]
+    for attribute, column in _EQUALS:
+        value = getattr(query, attribute)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.event_type_prefix is not None:
+        # every type that starts with the prefix sorts in [prefix, prefix with '.' -> '/')
+        clauses.append("event_type >= ? AND event_type < ?")
+        params += [query.event_type_prefix, query.event_type_prefix[:-1] + "/"]
+    for attribute, clause in _RANGES:
+        value = getattr(query, attribute)
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if query.after_seq is not None:
+        clauses.append("seq < ?" if query.descending else "seq > ?")
+        params.append(query.after_seq)
+    if query.touching is not None:
+        kind, ref = query.touching
+        clauses.append(
+            "seq IN (SELECT seq FROM entries WHERE log_id = ? AND target_type = ? "
+            "AND target_id = ? UNION SELECT seq FROM entry_refs WHERE log_id = ? "
+            "AND ref_type = ? AND ref_id = ?)"
+        )
+        params += [log_id, kind, ref, log_id, kind, ref]
+    return " AND ".join(clauses), tuple(params)
 
 
 def _group_personal(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[PersonalValue, ...]]:

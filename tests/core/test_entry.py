@@ -595,3 +595,21 @@ def test_random_events_seal_and_decode_round_trip(
     }
     assert same_event(event, partial)
     assert index_columns(partial) == index_columns(event, RECEIVED_MS) == result.index
+
+
+def test_related_refs_are_sorted_distinct_and_skip_malformed_items() -> None:
+    from indelible.core.entry import related_refs
+
+    event = {
+        "related": [
+            {"type": "payment", "id": "P-2"},
+            {"type": "customer", "id": "C-1"},
+            {"type": "payment", "id": "P-2"},
+            "not an object",
+            {"type": "invoice"},
+            {"type": 7, "id": "x"},
+        ]
+    }
+    assert related_refs(event) == (("customer", "C-1"), ("payment", "P-2"))
+    assert related_refs({}) == ()
+    assert related_refs({"related": "nope"}) == ()

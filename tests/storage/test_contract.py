@@ -184,3 +184,24 @@ def test_the_database_refuses_rewrites(
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         raw(statement)
     assert store.tree_size(log_id) == 3
+
+
+def test_api_keys_are_revoked_once_never_deleted_or_rewritten(
+    store: Store, raw: Callable[[str, tuple[Any, ...]], Any]
+) -> None:
+    from indelible.storage.base import ApiKeyRow
+
+    log = store.create_log("acme", "example.com/acme", "vkey", NOW)
+    store.add_api_key(ApiKeyRow("00112233445566ff", log.log_id, "ci", "writer", b"h" * 32, NOW))
+    assert store.revoke_api_key("00112233445566ff", NOW + 1) is True
+    assert store.revoke_api_key("00112233445566ff", NOW + 2) is False
+    assert store.get_api_key("00112233445566ff").revoked_at_ms == NOW + 1
+    for sql in (
+        "DELETE FROM api_keys",
+        "UPDATE api_keys SET role = 'admin'",
+        "UPDATE api_keys SET secret_hash = x'00'",
+    ):
+        with pytest.raises(sqlite3.DatabaseError):
+            raw(sql, ())
+    with pytest.raises(NotFound):
+        store.get_api_key("ffffffffffffffff")

@@ -1,0 +1,97 @@
+"""Events Indelible writes about itself: meta-audit of reads, keys, settings, tenants, logins.
+
+Every one is an ordinary event in the tenant's own verifiable log, under the reserved
+``audit.`` namespace (clients may not send ``audit.*`` events). Each is written through the
+log's sequencer and acknowledged only after its durable commit; a caller that cannot get it
+written must fail the action it describes (a read is not answered, a key is revoked again).
+
+=========================  ===================================================================
+``audit.read``             a query, get, history, state or export: who, route, filter, results
+``audit.key_created``      an API key was created (target: the key; data: role, name)
+``audit.key_revoked``      an API key was revoked
+``audit.settings_changed`` a tenant setting changed (``changes`` holds before and after)
+``audit.tenant_created``   a tenant (log) was created, in the operator log and the new log
+``audit.auth_failed``      an authentication failed (in the operator log); at most
+                           ``auth_fail_limit`` per address per window, then one
+``audit.auth_rate_limited`` when the address is blocked
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from indelible.core.event import format_timestamp, validate_event
+from indelible.core.ids import uuid7
+from indelible.service.hub import Hub
+from indelible.service.ingest import Receipt
+
+__all__ = ["RESERVED_PREFIX", "SYSTEM_ACTOR", "AuditWriter", "RequestInfo"]
+
+RESERVED_PREFIX = "audit."
+SYSTEM_ACTOR = {"id": "indelible", "type": "system", "name": "Indelible"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Where a request came from, as the meta-audit event's ``context`` and ``reason``."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    reason: str | None = None
+
+    def context(self) -> dict[str, str]:
+        context = {"source": "api"}
+        if self.ip:
+            context["ip"] = self.ip
+        if self.user_agent:
+            context["user_agent"] = self.user_agent
+        if self.request_id:
+            context["request_id"] = self.request_id
+        return context
+
+
+class AuditWriter:
+    """Builds, validates and durably appends Indelible's own events."""
+
+    def __init__(
+        self, hub: Hub, *, clock_ms: Callable[[], int], random_bytes: Callable[[int], bytes]
+    ) -> None:
+        self._hub, self._clock, self._random = hub, clock_ms, random_bytes
+
+    def write(
+        self,
+        log_id: int,
+        event_type: str,
+        *,
+        actor: dict[str, str],
+        action: str,
+        request: RequestInfo | None = None,
+        outcome: str = "success",
+        target: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
+        changes: list[dict[str, Any]] | None = None,
+    ) -> Receipt:
+        now = self._clock()
+        event: dict[str, Any] = {
+            "event_id": uuid7(now, self._random),
+            "event_type": event_type,
+            "occurred_at": format_timestamp(now),
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "context": (request or RequestInfo()).context(),
+        }
+        if target is not None:
+            event["target"] = target
+        if request is not None and request.reason:
+            event["reason"] = request.reason
+        if data is not None:
+            event["data"] = data
+        if changes:
+            event["changes"] = changes
+        validated = validate_event(event, now_ms=now)
+        return self._hub.get(log_id).append([validated])[0]
