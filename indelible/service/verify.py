@@ -6,7 +6,8 @@ Steps, in order; the first failure raises a ``VerificationError`` naming the seq
    SHA-256(0x00 ‖ leaf); the leaf is canonical JSON of a well-formed entry whose own ``seq``
    is its position; ``prev_hash`` equals the previous leaf hash (the chain); every
    lookup-hint column (and related-record reference) equals the value in the leaf; every
-   personal value still present matches its commitment. Large logs are checked in parallel, one seq range per process.
+   personal value still present matches its commitment. Large logs are checked in parallel,
+   one seq range per process.
 2. The tree: rebuilt from the recomputed leaf hashes; every stored tile must equal the
    recomputed one (a difference names the first seq under it).
 3. Every stored checkpoint: its signature verifies with the log key, and its root equals the
