@@ -13,15 +13,14 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── LimitExceeded           too large, too deep, too many items (413)
     │   ├── FormatError             a note, key, proof or path is not in its format (400)
     │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
-    │   ├── MethodNotAllowed        an HTTP method the route does not answer (405)
-    │   └── ReasonRequired          a read or export without the X-Audit-Reason it needs (400)
+    │   └── MethodNotAllowed        an HTTP method the route does not answer (405)
     ├── Unauthenticated             no API key, or one that is unknown or revoked (401)
     ├── Forbidden                   the key's role does not allow the route (403)
-    ├── RateLimited                 too many failed authentications from one address (429)
     ├── Conflict                    the same event_id with different content (409)
-    ├── AlreadyExists               a tenant (log) of that name or origin exists (409)
     ├── NotFound                    no such entry, checkpoint or log (404)
-    ├── Overloaded                  bounded queue full; retry later (503 + Retry-After)
+    ├── RetryLater                  refused for now; carries retry_after (Retry-After header)
+    │   ├── Overloaded              bounded queue full (503)
+    │   └── RateLimited             too many failed authentications from one address (429)
     ├── ConfigError                 a setting is missing or invalid; names the setting
     ├── StoreError                  the store failed; the write was NOT acknowledged (503)
     │   ├── StoreLocked             another process holds the log's write lease
@@ -44,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "AlreadyExists",
     "ChainError",
     "ConfigError",
     "Conflict",
@@ -64,9 +62,9 @@ __all__ = [
     "Overloaded",
     "ProofError",
     "RateLimited",
-    "ReasonRequired",
     "SignatureError",
     "StoreError",
+    "RetryLater",
     "StoreLocked",
     "TreeError",
     "Unauthenticated",
@@ -162,11 +160,6 @@ class MethodNotAllowed(InputError):
     status = 405
 
 
-class ReasonRequired(InputError):
-    code = "reason_required"
-    status = 400
-
-
 class Unauthenticated(IndelibleError):
     code = "unauthenticated"
     status = 401
@@ -175,18 +168,6 @@ class Unauthenticated(IndelibleError):
 class Forbidden(IndelibleError):
     code = "forbidden"
     status = 403
-
-
-class RateLimited(IndelibleError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def details(self) -> dict[str, Any]:
-        return {"retry_after": self.retry_after}
 
 
 class Conflict(IndelibleError):
@@ -201,19 +182,13 @@ class Conflict(IndelibleError):
         return {"event_id": self.event_id, "seq": self.seq}
 
 
-class AlreadyExists(IndelibleError):
-    code = "already_exists"
-    status = 409
-
-
 class NotFound(IndelibleError):
     code = "not_found"
     status = 404
 
 
-class Overloaded(IndelibleError):
-    code = "overloaded"
-    status = 503
+class RetryLater(IndelibleError):
+    """Refused for now, not for good: ``retry_after`` seconds is sent as ``Retry-After``."""
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
@@ -221,6 +196,16 @@ class Overloaded(IndelibleError):
 
     def details(self) -> dict[str, Any]:
         return {"retry_after": self.retry_after}
+
+
+class Overloaded(RetryLater):
+    code = "overloaded"
+    status = 503
+
+
+class RateLimited(RetryLater):
+    code = "rate_limited"
+    status = 429
 
 
 class ConfigError(IndelibleError):

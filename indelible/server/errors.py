@@ -29,6 +29,7 @@ from indelible.errors import (
     MethodNotAllowed,
     NotFound,
     Overloaded,
+    RetryLater,
     StoreError,
     UnsupportedMediaType,
     VerificationError,
@@ -81,7 +82,7 @@ def status_for(exc: IndelibleError) -> int:
 
 def error_response(exc: IndelibleError, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, RetryLater):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return Response(
         orjson.dumps(exc.to_dict()),

@@ -2,14 +2,9 @@
 
 Life cycle: :meth:`Runtime.open` opens the store and the log's signing key (failing fast, before
 any socket is bound); :meth:`Runtime.start` takes the log's write lease and starts the
-sequencer and the publisher; :meth:`Runtime.close` shuts down in the order that loses nothing:
-
-1. the sequencer stops taking requests and commits every request already queued, answering
-   each one (``Sequencer.close`` drains, then releases the write lease);
-2. the publisher's thread stops;
-3. one last checkpoint is signed, so the newest signed checkpoint covers every acknowledged
-   event (a failure here is logged: the events are durable, only unpublished);
-4. the store is closed.
+sequencer and the publisher (a :class:`~indelible.service.hub.LogRuntime`); :meth:`Runtime.close`
+drains and stops them in the order that loses nothing (``LogRuntime.close``), then closes the
+store.
 
 ``start`` and ``close`` are idempotent, so both the command line and the ASGI lifespan may
 call them.
@@ -17,7 +12,6 @@ call them.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -27,14 +21,13 @@ from typing import Any
 
 from indelible.config import Settings
 from indelible.core.event import DEFAULT_LIMITS, Limits
-from indelible.errors import IndelibleError, StoreError
-from indelible.service.ingest import Publisher, Sequencer
+from indelible.errors import StoreError
+from indelible.service.hub import HubOptions, LogRuntime
+from indelible.service.ingest import Sequencer
 from indelible.service.logs import OpenLog, open_log
 from indelible.storage import CheckpointRow, open_store
 
 __all__ = ["IngestLimits", "Runtime"]
-
-log = logging.getLogger("indelible.server")
 
 
 def _now_ms() -> int:
@@ -68,21 +61,15 @@ class Runtime:
         if opened.signer is None:
             raise StoreError(f"no signing key for log {opened.info.name!r}: cannot publish")
         self.opened, self.limits, self.clock_ms = opened, limits, clock_ms
-        self._sequencer_options: dict[str, Any] = {
-            "clock_ms": clock_ms,
-            "random_bytes": random_bytes,
-            "max_batch": max_batch,
-            "max_pending": max_pending,
-        }
-        self._publisher = Publisher(
-            opened.store,
-            opened.info,
-            opened.signer,
+        self._options = HubOptions(
             clock_ms=clock_ms,
-            interval=checkpoint_interval,
+            random_bytes=random_bytes,
+            max_batch=max_batch,
+            max_pending=max_pending,
+            checkpoint_interval=checkpoint_interval,
         )
         self._close_store = close_store
-        self._sequencer: Sequencer | None = None
+        self._log: LogRuntime | None = None
         self._state = "created"
         self._lock = threading.Lock()
 
@@ -106,10 +93,7 @@ class Runtime:
         with self._lock:
             if self._state != "created":
                 return
-            self._sequencer = Sequencer(
-                self.opened.store, self.opened.info, **self._sequencer_options
-            )
-            self._publisher.start()
+            self._log = LogRuntime(self.opened, self._options)
             self._state = "running"
 
     def close(self) -> None:
@@ -117,43 +101,27 @@ class Runtime:
         with self._lock:
             if self._state == "closed":
                 return
-            was_running, self._state = self._state == "running", "closed"
+            self._state = "closed"
         try:
-            if was_running:
-                self._stop_ingest()
+            if self._log is not None:
+                self._log.close()
         finally:
             if self._close_store:
                 self.opened.store.close()
-
-    def _stop_ingest(self) -> None:
-        assert self._sequencer is not None
-        try:
-            self._sequencer.close()
-        finally:
-            self._publisher.stop()
-        try:
-            self._publisher.publish()
-        except IndelibleError as exc:
-            log.error("could not sign the final checkpoint: [%s] %s", exc.code, exc.message)
 
     # ---- what the routes use
     @property
     def sequencer(self) -> Sequencer:
         """The running sequencer (``StoreError``, 503, when not running)."""
-        if self._state != "running" or self._sequencer is None:
+        if self._state != "running" or self._log is None:
             raise StoreError("ingest is not running")
-        return self._sequencer
+        return self._log.sequencer
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self.opened.store.latest_checkpoint(self.opened.info.log_id)
 
     def not_ready(self) -> str | None:
         """Why the service cannot take events now, or None when it can."""
-        if self._state != "running":
+        if self._state != "running" or self._log is None:
             return f"ingest is {'not started' if self._state == 'created' else 'shut down'}"
-        if self._sequencer is not None and self._sequencer.halted is not None:
-            return self._sequencer.halted.message
-        error = self._publisher.last_error
-        if error is not None:
-            return f"the publisher failed: [{error.code}] {error.message}"
-        return None
+        return self._log.not_ready()

@@ -121,22 +121,22 @@ class KeyRing:
         self._operator: int | None = None
         self._lock = threading.Lock()
 
+    def _read_logs(self) -> None:
+        logs = self._store.list_logs()
+        self._logs = {log.log_id: log for log in logs}
+        self._operator = logs[0].log_id if logs else None
+
     def _log(self, log_id: int) -> LogInfo:
-        info = self._logs.get(log_id)
-        if info is None:
-            logs = self._store.list_logs()
-            self._logs = {log.log_id: log for log in logs}
-            self._operator = logs[0].log_id if logs else None
-            info = self._logs[log_id]
-        return info
+        if log_id not in self._logs:
+            self._read_logs()
+        return self._logs[log_id]
 
     def operator_log_id(self) -> int:
         """The operator tenant: the first log created in this store."""
         if self._operator is None:
-            logs = self._store.list_logs()
-            if not logs:
+            self._read_logs()
+            if self._operator is None:
                 raise NotFound("the store has no log yet")
-            self._operator = logs[0].log_id
         return self._operator
 
     def create(

@@ -323,7 +323,7 @@ class Sequencer:
             sealed = seal(
                 event, seq=seq, received_at_ms=received, prev_hash=prev, random_bytes=self._random
             )
-            refs = related_refs(event.body) if "related" in event.body else ()
+            refs = related_refs(event.body)
             rows.append(
                 EntryRow(seq, sealed.leaf, sealed.leaf_hash, sealed.index, sealed.personal, refs)
             )

@@ -130,10 +130,20 @@ def entry_view(row: EntryRow) -> dict[str, Any]:
     return view
 
 
-def _page(store: Store, log_id: int, query: EntryQuery, limit: int) -> Page:
+def _page(
+    store: Store,
+    log_id: int,
+    query: EntryQuery,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+) -> Page:
+    """One keyset page of ``query`` after ``cursor``, in the chosen order."""
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"limit must be 1-{MAX_PAGE}")
-    rows = store.query_entries(log_id, replace(query, limit=limit + 1))
+    after = None if cursor is None else decode_cursor(cursor, descending)
+    query = replace(query, descending=descending, after_seq=after, limit=limit + 1)
+    rows = store.query_entries(log_id, query)
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = encode_cursor(rows[-1].seq, query.descending) if more and rows else None
@@ -149,12 +159,7 @@ def query_events(
     cursor: str | None = None,
     descending: bool = False,
 ) -> Page:
-    query = replace(
-        selection.to_query(),
-        descending=descending,
-        after_seq=None if cursor is None else decode_cursor(cursor, descending),
-    )
-    return _page(store, log_id, query, limit)
+    return _page(store, log_id, selection.to_query(), limit, cursor, descending)
 
 
 def get_event(store: Store, log_id: int, event_id: str) -> dict[str, Any]:
@@ -175,12 +180,7 @@ def entity_history(
     descending: bool = False,
 ) -> Page:
     """Every event whose target, or one of whose related records, is ``kind``/``ref``."""
-    query = EntryQuery(
-        touching=(kind, ref),
-        descending=descending,
-        after_seq=None if cursor is None else decode_cursor(cursor, descending),
-    )
-    return _page(store, log_id, query, limit)
+    return _page(store, log_id, EntryQuery(touching=(kind, ref)), limit, cursor, descending)
 
 
 @dataclass(frozen=True, slots=True)

@@ -373,7 +373,7 @@ async def test_readiness_follows_the_sequencer_and_the_publisher(service: Servic
     assert (await service.client.get("/healthz")).json() == {"status": "ok"}
     assert (await service.client.get("/readyz")).status_code == 200
     failure = InconsistentTree("tree of size 3 does not extend checkpoint 5", seq=3)
-    service.runtime._publisher.last_error = failure  # what a failed signing leaves behind
+    service.runtime._log.publisher.last_error = failure  # what a failed signing leaves behind
     response = await service.client.get("/readyz")
     assert response.status_code == 503
     assert "inconsistent_tree" in response.json()["reason"]

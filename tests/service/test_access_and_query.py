@@ -12,7 +12,7 @@ import pytest
 
 from indelible.core.event import validate_batch
 from indelible.errors import Forbidden, InputError, NotFound, RateLimited, Unauthenticated
-from indelible.service.access import FailureLimiter, KeyRing, Permission
+from indelible.service.access import FailureLimiter, KeyRing, Permission, hash_token
 from indelible.service.audit import AuditWriter, RequestInfo
 from indelible.service.hub import Hub, HubOptions
 from indelible.service.logs import init_log
@@ -64,7 +64,10 @@ def test_a_key_authenticates_until_revoked_and_never_crosses_tenants(hub: Hub) -
     assert ring.revoke(other.info.log_id, row.key_id).revoked_at_ms is not None
     with pytest.raises(Unauthenticated, match="revoked"):
         ring.authenticate(token)
-    assert hub.store.get_api_key(row.key_id).secret_hash != token.encode()
+    secret = token.rsplit("_", 1)[1].encode()
+    files = [p for p in hub.store.path.parent.iterdir() if p.name.startswith("log.db")]
+    assert files and all(secret not in p.read_bytes() for p in files)
+    assert hub.store.get_api_key(row.key_id).secret_hash == hash_token(token)
 
 
 def test_only_operator_admins_manage_tenants() -> None:
