@@ -273,8 +273,14 @@ PortOpt = Annotated[
 ]
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML settings file (or INDELIBLE_CONFIG).", show_default=False),
+]
+
+
 def _server_settings(
-    data: Path | None, log: str | None, host: str | None, port: int | None
+    data: Path | None, log: str | None, host: str | None, port: int | None, config: Path | None
 ) -> Settings:
     return load_settings(
         {
@@ -282,7 +288,8 @@ def _server_settings(
             "log": log,
             "host": host,
             "port": None if port is None else str(port),
-        }
+        },
+        config_file=config,
     )
 
 
@@ -314,10 +321,16 @@ def _serve(settings: Settings) -> None:
 
     runtime = Runtime.open(settings)
     try:
-        runtime.start()  # takes the write lease now, so a second server fails here, clearly
-        info = runtime.opened.info
-        out.print(f"log {info.name!r} in {settings.store_url}, origin {info.origin}", markup=False)
-        out.print(f"verification key (publish it): {info.vkey}", markup=False)
+        runtime.start()  # takes the write leases now, so a second server fails here, clearly
+        token = runtime.bootstrap_admin()
+        for tenant in runtime.hub.logs():
+            info = tenant.info
+            out.print(
+                f"log {info.name!r} in {settings.store_url}, origin {info.origin}", markup=False
+            )
+            out.print(f"verification key (publish it): {info.vkey}", markup=False)
+        if token is not None:
+            out.print(f"admin API key (shown once): {token}", markup=False)
         out.print(f"serving on {url_for(settings.host, settings.port)}", markup=False)
         sys.stdout.flush()
         serve(runtime, settings.host, settings.port)
@@ -327,18 +340,30 @@ def _serve(settings: Settings) -> None:
 
 @app.command()
 def serve(
-    data: DataOpt = None, log: LogOpt = None, host: HostOpt = None, port: PortOpt = None
+    data: DataOpt = None,
+    log: LogOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Serve the HTTP API for one log (one worker) until SIGTERM or Ctrl-C."""
-    _serve(_server_settings(data, log, host, port))
+    """Serve the HTTP API for every tenant's log (one worker) until SIGTERM or Ctrl-C.
+
+    When the store has no API key yet, an admin key of the operator tenant is created and
+    printed once."""
+    _serve(_server_settings(data, log, host, port, config))
 
 
 @app.command()
 def run(
-    data: DataOpt = None, log: LogOpt = None, host: HostOpt = None, port: PortOpt = None
+    data: DataOpt = None,
+    log: LogOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Start Indelible: on first start create the store and signing key, then serve HTTP."""
-    settings = _server_settings(data, log, host, port)
+    """Start Indelible: on first start create the store, the operator log, its signing key
+    and an admin API key (printed once), then serve HTTP."""
+    settings = _server_settings(data, log, host, port, config)
     if _ensure_log(settings):
         out.print(f"created log {settings.log!r} in {settings.store_url}", markup=False)
     _serve(settings)

@@ -1,15 +1,18 @@
 """Settings, declared once: name, default, parser and help.
 
-The same table feeds CLI flags, ``INDELIBLE_<NAME>`` environment variables, the docs
-(docs/operations.md lists every setting; a test fails when one is missing) and validation:
-a bad value fails at start-up naming the setting. Secrets are never printed.
+The same table feeds CLI flags, ``INDELIBLE_<NAME>`` environment variables, the optional TOML
+config file (``--config FILE`` or ``INDELIBLE_CONFIG``; top-level keys are the setting names),
+the docs (docs/operations.md lists every setting; a test fails when one is missing) and
+validation. Precedence is defaults < file < environment < explicit overrides. A bad value, or an
+unknown key in the file, fails at start-up naming the setting. Secrets are never printed.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,37 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("host", "127.0.0.1", _host, "Address the HTTP service listens on."),
     Setting("port", 8700, _port, "TCP port the HTTP service listens on."),
+    Setting(
+        "max_body_bytes",
+        8 * 1024 * 1024,
+        _positive_int,
+        "Largest request body POST /v1/events accepts (413 beyond it).",
+    ),
+    Setting("max_events", 1000, _positive_int, "Most events one ingest request may carry."),
+    Setting(
+        "auth_fail_limit",
+        10,
+        _positive_int,
+        "Failed authentications allowed per client address per window; beyond it 429.",
+    ),
+    Setting(
+        "auth_fail_window",
+        60.0,
+        _positive_float,
+        "Seconds over which failed authentications are counted for `auth_fail_limit`.",
+    ),
+    Setting(
+        "max_export_events",
+        1_000_000,
+        _positive_int,
+        "Most events one CSV/NDJSON export may stream (413 beyond it: narrow the filter).",
+    ),
+    Setting(
+        "max_state_events",
+        100_000,
+        _positive_int,
+        "Most events replayed to rebuild one record's state at time T.",
+    ),
 )
 
 
@@ -98,6 +132,12 @@ class Settings:
     verify_workers: int
     host: str
     port: int
+    max_body_bytes: int
+    max_events: int
+    auth_fail_limit: int
+    auth_fail_window: float
+    max_export_events: int
+    max_state_events: int
 
     @property
     def data_dir(self) -> Path:
@@ -113,29 +153,75 @@ class Settings:
 
 
 def load_settings(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Defaults, then ``INDELIBLE_*`` environment variables, then explicit overrides."""
+    """Defaults, then the config file, then ``INDELIBLE_*`` variables, then explicit overrides.
+
+    The file is *config_file*, else ``INDELIBLE_CONFIG``, else none. Overrides that are
+    ``None`` are ignored. Raises `ConfigError` naming the bad setting (``config`` when the
+    file itself cannot be read or parsed).
+    """
     env = os.environ if environ is None else environ
+    given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    unknown = set(overrides or {}) - {setting.name for setting in SETTINGS}
+    if unknown:
+        raise ConfigError("unknown setting", setting=sorted(unknown)[0])
+    path = config_file if config_file is not None else env.get("INDELIBLE_CONFIG") or None
+    from_file = _read_file(Path(path)) if path is not None else {}
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         value: Any = setting.default
+        if setting.name in from_file:
+            value = _coerce(setting, from_file[setting.name], f"in {path}")
         raw = env.get(f"INDELIBLE_{setting.name.upper()}")
         if raw is not None:
-            value = _parse(setting, raw)
-        given = (overrides or {}).get(setting.name)
-        if given is not None:
-            value = _parse(setting, given) if isinstance(given, str) else given
+            value = _parse(setting, raw, f"from INDELIBLE_{setting.name.upper()}")
+        if setting.name in given:
+            value = _coerce(setting, given[setting.name], "given")
         values[setting.name] = value
-    known = {f.name for f in fields(Settings)}
-    unknown = set(overrides or {}) - known
-    if unknown:
-        raise ConfigError("unknown setting", setting=sorted(unknown)[0])
     return Settings(**values)
 
 
-def _parse(setting: Setting, raw: str) -> Any:
+def _read_file(path: Path) -> dict[str, Any]:
+    """The top-level table of the TOML file at *path*; every key must name a setting."""
+    try:
+        table = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", setting="config") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}", setting="config") from exc
+    known = {setting.name for setting in SETTINGS}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown setting in {path}", setting=key)
+    return table
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    """Validate a native value (from TOML or a caller) with the setting's parser and limits.
+
+    Strings go through the parser as environment values do; an int or float is accepted where
+    the default has that type (an int also where a float is expected); a bool never is.
+    """
+    if isinstance(value, str):
+        return _parse(setting, value, source)
+    kind = type(setting.default)
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and (isinstance(value, kind) or (kind is float and isinstance(value, int))):
+        return _parse(setting, str(value), source)
+    raise ConfigError(
+        f"invalid value {value!r} ({source}): must be {_KIND_NAMES.get(kind, kind.__name__)}",
+        setting=setting.name,
+    )
+
+
+def _parse(setting: Setting, raw: str, source: str) -> Any:
     try:
         return setting.parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"invalid value {raw!r}: {exc}", setting=setting.name) from exc
+        raise ConfigError(f"invalid value {raw!r} ({source}): {exc}", setting=setting.name) from exc

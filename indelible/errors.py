@@ -13,7 +13,9 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── LimitExceeded           too large, too deep, too many items (413)
     │   ├── FormatError             a note, key, proof or path is not in its format (400)
     │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
-    │   └── MethodNotAllowed        an HTTP method the route does not answer (405)
+    │   ├── MethodNotAllowed        an HTTP method the route does not answer (405)
+    │   ├── ReasonRequired          the tenant requires X-Audit-Reason on reads (400)
+    │   └── AlreadyExists           a tenant with that name or origin exists (409)
     ├── Unauthenticated             no API key, or one that is unknown or revoked (401)
     ├── Forbidden                   the key's role does not allow the route (403)
     ├── Conflict                    the same event_id with different content (409)
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AlreadyExists",
     "ChainError",
     "ConfigError",
     "Conflict",
@@ -62,6 +65,7 @@ __all__ = [
     "Overloaded",
     "ProofError",
     "RateLimited",
+    "ReasonRequired",
     "SignatureError",
     "StoreError",
     "RetryLater",
@@ -158,6 +162,16 @@ class UnsupportedMediaType(InputError):
 class MethodNotAllowed(InputError):
     code = "method_not_allowed"
     status = 405
+
+
+class ReasonRequired(InputError):
+    code = "reason_required"
+    status = 400
+
+
+class AlreadyExists(InputError):
+    code = "already_exists"
+    status = 409
 
 
 class Unauthenticated(IndelibleError):

@@ -1,4 +1,4 @@
-"""The ASGI application: routes, error handlers, and the runtime's life cycle."""
+"""The ASGI application: routes, error handlers, metrics, and the runtime's life cycle."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from indelible.server.api import router
+from indelible.server import admin, api, reads
 from indelible.server.errors import install_error_handlers
+from indelible.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from indelible.server.runtime import Runtime
 
 __all__ = ["create_app"]
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    """The HTTP service for ``runtime``'s log.
+    """The HTTP service for ``runtime``'s tenants.
 
     The lifespan starts the runtime and, once the server has finished its in-flight requests,
-    closes it: the sequencer drains, then a final checkpoint is signed.
+    closes it: each sequencer drains, then a final checkpoint is signed for each log.
     """
 
     @asynccontextmanager
@@ -32,12 +33,20 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(
         title="Indelible",
+        summary="A tamper-evident audit trail you run yourself.",
+        version="1",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
+    metrics = Metrics(runtime)
     app.state.runtime = runtime
+    app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(api.router)
+    app.include_router(reads.router)
+    app.include_router(admin.router)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

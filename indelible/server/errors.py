@@ -17,9 +17,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from indelible.errors import (
+    AlreadyExists,
     ConfigError,
     Conflict,
     DuplicateEventId,
+    Forbidden,
     FormatError,
     IndelibleError,
     InputError,
@@ -29,8 +31,11 @@ from indelible.errors import (
     MethodNotAllowed,
     NotFound,
     Overloaded,
+    RateLimited,
+    ReasonRequired,
     RetryLater,
     StoreError,
+    Unauthenticated,
     UnsupportedMediaType,
     VerificationError,
 )
@@ -45,11 +50,16 @@ STATUS: tuple[tuple[type[IndelibleError], int], ...] = (
     (LimitExceeded, 413),
     (UnsupportedMediaType, 415),
     (InvalidEvent, 422),
+    (ReasonRequired, 400),
+    (AlreadyExists, 409),
     (InputError, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (DuplicateEventId, 409),
     (Overloaded, 503),  # with Retry-After
+    (RateLimited, 429),  # with Retry-After
     (StoreError, 503),  # the write was not acknowledged; StoreLocked included
     (VerificationError, 500),  # the server's own data failed to verify
     (ConfigError, 500),
@@ -82,6 +92,8 @@ def status_for(exc: IndelibleError) -> int:
 
 def error_response(exc: IndelibleError, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="indelible"'
     if isinstance(exc, RetryLater):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return Response(

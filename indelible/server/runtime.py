@@ -1,33 +1,39 @@
-"""What the HTTP service runs for one log: its store, sequencer and background publisher.
+"""What the HTTP service runs: the store, every tenant's log, API keys, the meta-audit writer.
 
-Life cycle: :meth:`Runtime.open` opens the store and the log's signing key (failing fast, before
-any socket is bound); :meth:`Runtime.start` takes the log's write lease and starts the
-sequencer and the publisher (a :class:`~indelible.service.hub.LogRuntime`); :meth:`Runtime.close`
-drains and stops them in the order that loses nothing (``LogRuntime.close``), then closes the
-store.
+Life cycle: :meth:`Runtime.open` opens the store (failing fast, before any socket is bound);
+:meth:`Runtime.start` opens every tenant's log with its signing key, takes each write lease
+and starts each sequencer and publisher (:class:`~indelible.service.hub.Hub`);
+:meth:`Runtime.close` drains and stops them in the order that loses nothing, then closes the
+store. ``start`` and ``close`` are idempotent, so both the command line and the ASGI lifespan
+may call them.
 
-``start`` and ``close`` are idempotent, so both the command line and the ASGI lifespan may
-call them.
+Tenants: each log of the store is one tenant, with its own origin, signing key, API keys and
+settings. The first log created is the operator tenant; only its admins manage tenants.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from indelible.config import Settings
-from indelible.core.event import DEFAULT_LIMITS, Limits
-from indelible.errors import StoreError
-from indelible.service.hub import HubOptions, LogRuntime
-from indelible.service.ingest import Sequencer
-from indelible.service.logs import OpenLog, open_log
-from indelible.storage import CheckpointRow, open_store
+from indelible.core.event import DEFAULT_LIMITS, Event, Limits
+from indelible.errors import AlreadyExists, ConfigError, InputError, StoreError
+from indelible.service.access import FailureLimiter, KeyRing
+from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo
+from indelible.service.hub import Hub, HubOptions
+from indelible.service.ingest import Receipt
+from indelible.service.logs import key_file_exists, valid_name, valid_origin
+from indelible.storage import open_store
+from indelible.storage.base import LogInfo, Store
 
-__all__ = ["IngestLimits", "Runtime"]
+__all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits"]
 
 
 def _now_ms() -> int:
@@ -35,93 +41,220 @@ def _now_ms() -> int:
 
 
 @dataclass(frozen=True)
-class IngestLimits:
-    """Per-request limits of ``POST /v1/events`` (per-event limits are in ``event``)."""
+class ServerLimits:
+    """Per-request limits of the HTTP service (per-event limits are in ``event``)."""
 
     max_body_bytes: int = 8 * 1024 * 1024
     max_events: int = 1_000
     event: Limits = DEFAULT_LIMITS
+    max_export_events: int = 1_000_000
+    max_state_events: int = 100_000
+    max_reason_chars: int = 1_024
+
+
+# Settings each tenant's admins may change (PATCH /v1/settings): name → (default, type).
+TENANT_SETTINGS: dict[str, tuple[Any, type]] = {
+    "require_read_reason": (False, bool),
+}
 
 
 class Runtime:
-    """The running service parts of one log; built once per server process."""
+    """The running service parts of one store; built once per server process."""
 
     def __init__(
         self,
-        opened: OpenLog,
+        store: Store,
+        keys_dir: Path,
         *,
         clock_ms: Callable[[], int] = _now_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        monotonic: Callable[[], float] = time.monotonic,
         max_batch: int = 10_000,
         max_pending: int = 100_000,
         checkpoint_interval: float = 1.0,
-        limits: IngestLimits = IngestLimits(),
+        limits: ServerLimits = ServerLimits(),
+        auth_fail_limit: int = 10,
+        auth_fail_window: float = 60.0,
         close_store: bool = True,
     ) -> None:
-        if opened.signer is None:
-            raise StoreError(f"no signing key for log {opened.info.name!r}: cannot publish")
-        self.opened, self.limits, self.clock_ms = opened, limits, clock_ms
-        self._options = HubOptions(
-            clock_ms=clock_ms,
-            random_bytes=random_bytes,
-            max_batch=max_batch,
-            max_pending=max_pending,
-            checkpoint_interval=checkpoint_interval,
+        self.store, self.keys_dir, self.limits, self.clock_ms = store, keys_dir, limits, clock_ms
+        self.hub = Hub(
+            store,
+            keys_dir,
+            HubOptions(
+                clock_ms=clock_ms,
+                random_bytes=random_bytes,
+                max_batch=max_batch,
+                max_pending=max_pending,
+                checkpoint_interval=checkpoint_interval,
+            ),
         )
+        self.keys = KeyRing(store, clock_ms=clock_ms, random_bytes=random_bytes)
+        self.limiter = FailureLimiter(auth_fail_limit, auth_fail_window, clock=monotonic)
+        self.audit = AuditWriter(self.hub, clock_ms=clock_ms, random_bytes=random_bytes)
         self._close_store = close_store
-        self._log: LogRuntime | None = None
         self._state = "created"
         self._lock = threading.Lock()
+        self._tenant_settings: dict[int, dict[str, Any]] = {}
+        self.verify_lock = asyncio.Lock()
 
     @classmethod
     def open(cls, settings: Settings, **options: Any) -> Runtime:
-        """Open the configured store and log, with its signing key; nothing runs yet."""
+        """Open the configured store; nothing runs yet. The store must hold a log."""
         store = open_store(settings.store_url, create=False)
         try:
-            opened = open_log(store, settings.keys_dir, settings.log, need_signer=True)
+            if not store.list_logs():
+                raise ConfigError(
+                    "the store holds no log: run `indelible init` (or `indelible run`)",
+                    setting="store",
+                )
         except BaseException:
             store.close()
             raise
+        limits = ServerLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_events=settings.max_events,
+            max_export_events=settings.max_export_events,
+            max_state_events=settings.max_state_events,
+        )
         options.setdefault("max_batch", settings.max_batch)
         options.setdefault("max_pending", settings.max_pending)
         options.setdefault("checkpoint_interval", settings.checkpoint_interval)
-        return cls(opened, **options)
+        options.setdefault("auth_fail_limit", settings.auth_fail_limit)
+        options.setdefault("auth_fail_window", settings.auth_fail_window)
+        options.setdefault("limits", limits)
+        return cls(store, settings.keys_dir, **options)
 
     # ---- life cycle
     def start(self) -> None:
-        """Take the write lease, start the sequencer and the publisher (once)."""
+        """Open every tenant's log, take its write lease, start its sequencer (once)."""
         with self._lock:
             if self._state != "created":
                 return
-            self._log = LogRuntime(self.opened, self._options)
+            self._state = "starting"
+        try:
+            self.hub.start()
+        except BaseException:
+            self.hub.close()
+            with self._lock:
+                self._state = "closed"
+            raise
+        with self._lock:
             self._state = "running"
 
     def close(self) -> None:
-        """Drain the sequencer, stop the publisher, sign a final checkpoint, close (once)."""
+        """Drain every sequencer, stop the publishers, sign final checkpoints, close (once)."""
         with self._lock:
             if self._state == "closed":
                 return
             self._state = "closed"
         try:
-            if self._log is not None:
-                self._log.close()
+            self.hub.close()
         finally:
             if self._close_store:
-                self.opened.store.close()
-
-    # ---- what the routes use
-    @property
-    def sequencer(self) -> Sequencer:
-        """The running sequencer (``StoreError``, 503, when not running)."""
-        if self._state != "running" or self._log is None:
-            raise StoreError("ingest is not running")
-        return self._log.sequencer
-
-    def latest_checkpoint(self) -> CheckpointRow | None:
-        return self.opened.store.latest_checkpoint(self.opened.info.log_id)
+                self.store.close()
 
     def not_ready(self) -> str | None:
         """Why the service cannot take events now, or None when it can."""
-        if self._state != "running" or self._log is None:
-            return f"ingest is {'not started' if self._state == 'created' else 'shut down'}"
-        return self._log.not_ready()
+        if self._state != "running":
+            return "ingest is " + ("shut down" if self._state == "closed" else "not started")
+        return self.hub.not_ready()
+
+    # ---- writing events
+    async def submit(self, log_id: int, events: list[Event]) -> list[Receipt]:
+        """Append to a tenant's log; return once the commit is durable."""
+        if self._state != "running":
+            raise StoreError("ingest is not running")
+        future = self.hub.get(log_id).sequencer.submit(events)
+        # Shielded: a client that goes away must not cancel a request the sequencer holds.
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    async def record(self, log_id: int, event_type: str, **fields: Any) -> Receipt:
+        """Write one of Indelible's own events (``service.audit``) and wait for its commit."""
+        event = self.audit.build(event_type, **fields)
+        return (await self.submit(log_id, [event]))[0]
+
+    # ---- tenants and their settings
+    def log_info(self, log_id: int) -> LogInfo:
+        return self.hub.get(log_id).info
+
+    def tenant_settings(self, log_id: int) -> dict[str, Any]:
+        """The tenant's settings, defaults filled in (cached: this process is their writer)."""
+        cached = self._tenant_settings.get(log_id)
+        if cached is None:
+            stored = self.store.get_log_settings(log_id)
+            cached = {}
+            for name, (default, kind) in TENANT_SETTINGS.items():
+                raw = stored.get(name)
+                cached[name] = default if raw is None else _decode_setting(raw, kind)
+            self._tenant_settings[log_id] = cached
+        return dict(cached)
+
+    def set_tenant_setting(self, log_id: int, name: str, value: Any) -> None:
+        self.store.set_log_setting(log_id, name, _encode_setting(value))
+        self._tenant_settings.pop(log_id, None)
+
+    def create_tenant(self, name: str, origin: str) -> LogInfo:
+        """A new tenant: its log and signing key, served from now on."""
+        if not valid_name(name):
+            raise InputError("a tenant name is 1-63 of a-z 0-9 _ - (starting alphanumeric)")
+        if not valid_origin(origin):
+            raise InputError("an origin is 1-255 printable ASCII characters, no space or '+'")
+        logs = self.store.list_logs()
+        if any(info.name == name for info in logs):
+            raise AlreadyExists(f"a tenant named {name!r} exists")
+        if any(info.origin == origin for info in logs):
+            raise AlreadyExists(f"a tenant with origin {origin!r} exists")
+        if key_file_exists(self.keys_dir, name):
+            raise AlreadyExists(
+                f"a signing key for {name!r} exists in the keys directory but no log uses it; "
+                "move it away (it may belong to another store) before creating this tenant"
+            )
+        runtime = self.hub.create(name, origin)
+        self.keys.forget_logs()
+        return runtime.info
+
+    def tenant_view(self, info: LogInfo) -> dict[str, Any]:
+        return {
+            "name": info.name,
+            "origin": info.origin,
+            "vkey": info.vkey,
+            "created_at_ms": info.created_at_ms,
+            "size": self.store.tree_size(info.log_id),
+        }
+
+    # ---- the first start
+    def bootstrap_admin(self) -> str | None:
+        """When the store has no API key at all, create an admin key of the operator tenant
+        and return its token (shown once); otherwise None. Runs after :meth:`start`."""
+        if self.store.list_api_keys():
+            return None
+        operator = self.keys.operator_log_id()
+        row, token = self.keys.create(operator, "admin", "bootstrap admin", None)
+        try:
+            self.hub.get(operator).append(
+                [
+                    self.audit.build(
+                        "audit.key_created",
+                        actor=SYSTEM_ACTOR,
+                        action="create",
+                        target={"type": "api_key", "id": row.key_id},
+                        data={"role": row.role, "name": row.name},
+                        request=RequestInfo(),
+                    )
+                ]
+            )
+        except BaseException:
+            self.keys.revoke(operator, row.key_id)
+            raise
+        return token
+
+
+def _decode_setting(raw: str, kind: type) -> Any:
+    assert kind is bool  # the only kind of tenant setting so far
+    return raw == "true"
+
+
+def _encode_setting(value: Any) -> str:
+    assert isinstance(value, bool)
+    return "true" if value else "false"

@@ -238,6 +238,10 @@ class FailureLimiter:
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def limit(self) -> int:
+        return self._limit
+
     def check(self, address: str) -> None:
         """Raise ``RateLimited`` while ``address`` is blocked."""
         with self._lock:

@@ -14,6 +14,7 @@ written must fail the action it describes (a read is not answered, a key is revo
 ``audit.auth_failed``      an authentication failed (in the operator log); at most
                            ``auth_fail_limit`` per address per window, then one
 ``audit.auth_rate_limited`` when the address is blocked
+``audit.access_denied``    a key asked for a route its role does not allow (in its own log)
 =========================  ===================================================================
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from indelible.core.event import format_timestamp, validate_event
+from indelible.core.event import Event, format_timestamp, validate_event
 from indelible.core.ids import uuid7
 from indelible.service.hub import Hub
 from indelible.service.ingest import Receipt
@@ -62,9 +63,8 @@ class AuditWriter:
     ) -> None:
         self._hub, self._clock, self._random = hub, clock_ms, random_bytes
 
-    def write(
+    def build(
         self,
-        log_id: int,
         event_type: str,
         *,
         actor: dict[str, str],
@@ -74,7 +74,8 @@ class AuditWriter:
         target: dict[str, str] | None = None,
         data: dict[str, Any] | None = None,
         changes: list[dict[str, Any]] | None = None,
-    ) -> Receipt:
+    ) -> Event:
+        """The validated event (an ``audit.*`` type), ready for a sequencer."""
         now = self._clock()
         event: dict[str, Any] = {
             "event_id": uuid7(now, self._random),
@@ -93,5 +94,8 @@ class AuditWriter:
             event["data"] = data
         if changes:
             event["changes"] = changes
-        validated = validate_event(event, now_ms=now)
-        return self._hub.get(log_id).append([validated])[0]
+        return validate_event(event, now_ms=now)
+
+    def write(self, log_id: int, event_type: str, **fields: Any) -> Receipt:
+        """Build the event and append it to ``log_id``, waiting for the durable commit."""
+        return self._hub.get(log_id).append([self.build(event_type, **fields)])[0]

@@ -113,6 +113,11 @@ class Sequencer:
         """Entries durably sequenced (and integrated) so far."""
         return self._size
 
+    @property
+    def pending_events(self) -> int:
+        """Events queued and not yet committed."""
+        return self._pending_events
+
     def submit(self, events: Sequence[Event]) -> Future[list[Receipt]]:
         """Queue events as one all-or-nothing request; the future resolves after commit."""
         return self._enqueue(events, wake=True)

@@ -26,7 +26,15 @@ from indelible.core.note import (
 from indelible.errors import ConfigError, NotFound
 from indelible.storage.base import LogInfo, Store
 
-__all__ = ["OpenLog", "default_origin", "init_log", "open_log"]
+__all__ = [
+    "OpenLog",
+    "default_origin",
+    "init_log",
+    "key_file_exists",
+    "open_log",
+    "valid_name",
+    "valid_origin",
+]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ORIGIN = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space, no '+'
@@ -49,6 +57,20 @@ def _key_path(keys_dir: Path, name: str) -> Path:
     return keys_dir / f"{name}.skey"
 
 
+def valid_name(name: str) -> bool:
+    """A log (tenant) name: 1-63 of a-z 0-9 _ - starting alphanumeric."""
+    return _NAME.match(name) is not None
+
+
+def valid_origin(origin: str) -> bool:
+    """A checkpoint origin: printable ASCII without spaces or '+'."""
+    return _ORIGIN.match(origin) is not None
+
+
+def key_file_exists(keys_dir: Path, name: str) -> bool:
+    return _key_path(keys_dir, name).exists()
+
+
 def init_log(
     store: Store,
     keys_dir: Path,
@@ -59,11 +81,11 @@ def init_log(
     random_bytes: Callable[[int], bytes],
 ) -> OpenLog:
     """Create a log and its signing key. Refuses to overwrite an existing key file."""
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise ConfigError(
             "log names are 1-63 of a-z 0-9 _ - (starting alphanumeric)", setting="log"
         )
-    if not _ORIGIN.match(origin):
+    if not valid_origin(origin):
         raise ConfigError("an origin is printable ASCII without spaces or '+'", setting="origin")
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signer = generate_signer(origin, random_bytes(32))

@@ -50,33 +50,47 @@ class Service:
     client: httpx.AsyncClient
     runtime: Runtime
     store: SQLiteStore
+    log_id: int
+    token: str  # an admin key of the tenant, sent on every request of ``client``
 
     @property
     def size(self) -> int:
-        return self.store.tree_size(self.runtime.opened.info.log_id)
+        return self.store.tree_size(self.log_id)
 
     async def post(self, body: Any, headers: dict[str, str] = JSON) -> httpx.Response:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return await self.client.post("/v1/events", content=content, headers=headers)
 
 
-@asynccontextmanager
-async def running(tmp_path: Path, **options: Any) -> AsyncIterator[Service]:
-    """A runtime on a fresh log, served in process with its lifespan (start, drain, close)."""
+def new_runtime(tmp_path: Path, **options: Any) -> tuple[SQLiteStore, Runtime, str]:
+    """A store with the tenant "acme" and a runtime over it (not started), with an admin key
+    made straight in the store (no audit event, so the log starts empty)."""
     store = SQLiteStore(tmp_path / "log.db")
-    opened = init_log(
+    init_log(
         store, tmp_path / "keys", "acme", "example.com/acme", clock_ms=now, random_bytes=os.urandom
     )
     options.setdefault("checkpoint_interval", 0.05)
-    runtime = Runtime(opened, close_store=False, **options)
+    runtime = Runtime(store, tmp_path / "keys", close_store=False, **options)
+    _, token = runtime.keys.create(store.get_log("acme").log_id, "admin", "test admin", None)
+    return store, runtime, token
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, **options: Any) -> AsyncIterator[Service]:
+    """A runtime on a fresh log, served in process with its lifespan (start, drain, close)."""
+    store, runtime, token = new_runtime(tmp_path, **options)
     app = create_app(runtime)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     try:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://indelible.test") as client,
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://indelible.test",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as client,
         ):
-            yield Service(client, runtime, store)
+            yield Service(client, runtime, store, store.get_log("acme").log_id, token)
     finally:
         store.close()
 
@@ -115,7 +129,7 @@ async def test_one_event_an_array_and_ndjson_get_receipts_naming_the_stored_entr
     receipts = [r for a in answers for r in a.json()["receipts"]]
     assert [r["seq"] for r in receipts] == [0, 1, 2, 3, 4]
     assert service.size == 5
-    log_id = service.runtime.opened.info.log_id
+    log_id = service.log_id
     for n, receipt in enumerate(receipts):
         row = service.store.get_entry(log_id, receipt["seq"])
         assert receipt["event_id"] == row.index.event_id == billing_event(n)["event_id"]
@@ -145,7 +159,7 @@ async def test_crlf_and_ansi_escapes_are_accepted_and_stored_verbatim(service: S
     event = billing_event(0, reason=reason, data={"note": "a\rb\x1b[2J"})
     response = await service.post(event)
     assert response.status_code == 201
-    row = service.store.get_entry(service.runtime.opened.info.log_id, 0)
+    row = service.store.get_entry(service.log_id, 0)
     stored = decode(row.leaf, row.personal).event
     assert stored["reason"] == reason
     assert stored["data"] == {"note": "a\rb\x1b[2J"}
@@ -333,11 +347,11 @@ async def test_405_names_the_allowed_methods(service: Service) -> None:
 async def test_an_unexpected_failure_is_a_500_in_the_error_shape_without_internals(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode() -> None:
+    def explode(log_id: int) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(service.runtime, "latest_checkpoint", explode)
-    response = await service.client.get("/v1/checkpoint")
+    monkeypatch.setattr(service.runtime, "log_info", explode)
+    response = await service.client.get("/v1/vkey")
     assert_error_shape(response, 500, "internal_error")
     assert "secret" not in response.text
 
@@ -373,7 +387,9 @@ async def test_readiness_follows_the_sequencer_and_the_publisher(service: Servic
     assert (await service.client.get("/healthz")).json() == {"status": "ok"}
     assert (await service.client.get("/readyz")).status_code == 200
     failure = InconsistentTree("tree of size 3 does not extend checkpoint 5", seq=3)
-    service.runtime._log.publisher.last_error = failure  # what a failed signing leaves behind
+    service.runtime.hub.logs()[
+        0
+    ].publisher.last_error = failure  # what a failed signing leaves behind
     response = await service.client.get("/readyz")
     assert response.status_code == 503
     assert "inconsistent_tree" in response.json()["reason"]
@@ -382,13 +398,11 @@ async def test_readiness_follows_the_sequencer_and_the_publisher(service: Servic
 async def test_a_runtime_that_is_not_started_is_alive_but_not_ready(
     tmp_path: Path, anyio_backend: str
 ) -> None:
-    store = SQLiteStore(tmp_path / "log.db")
-    opened = init_log(
-        store, tmp_path / "keys", "acme", "e/acme", clock_ms=now, random_bytes=os.urandom
-    )
-    app = create_app(Runtime(opened))
+    store, runtime, token = new_runtime(tmp_path)
+    app = create_app(runtime)
     transport = httpx.ASGITransport(app=app)  # no lifespan: nothing started
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=auth) as client:
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "not started" in ready.json()["reason"]
@@ -409,7 +423,7 @@ async def test_closing_drains_pending_requests_and_signs_a_final_checkpoint(
         response = await pending
         assert response.status_code == 201
         assert [r["seq"] for r in response.json()["receipts"]] == [0, 1]
-        latest = service.store.latest_checkpoint(service.runtime.opened.info.log_id)
+        latest = service.store.latest_checkpoint(service.log_id)
         assert latest is not None and latest.size == 2
         refused = await service.post(billing_event(2))
         assert_error_shape(refused, 503, "store_error")

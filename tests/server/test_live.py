@@ -38,46 +38,113 @@ def wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: float
     raise AssertionError("the server never became healthy")
 
 
-def test_run_serves_ingest_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "indelible.cli", "run", "--data", str(data)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Server:
+    """``indelible run`` in a subprocess; its stdout is read up to the "serving on" line."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "indelible.cli", "run", "--data", str(data)]
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.banner: list[str] = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.banner.append(line.rstrip("\n"))
+            if line.startswith("serving on"):
+                break
+        wait_until_healthy(self.base, self.process)
+
+    def admin_key(self) -> str | None:
+        prefix = "admin API key (shown once): "
+        keys = [line[len(prefix) :] for line in self.banner if line.startswith(prefix)]
+        return keys[0] if keys else None
+
+    def stop(self) -> tuple[str, str]:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = self.process.communicate(timeout=20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.communicate()
+        assert self.process.returncode == 0, stderr
+        return "\n".join(self.banner) + stdout, stderr
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = Server(data)
     try:
-        wait_until_healthy(base, process)
-        ndjson = "\n".join(json.dumps(billing_event(n)) for n in range(5, 10))
-        with httpx.Client(base_url=base, timeout=10) as client:
-            one = client.post("/v1/events", json=billing_event(0))
-            array = client.post("/v1/events", json=[billing_event(n) for n in range(1, 5)])
+        admin = server.admin_key()
+        assert admin is not None and admin.startswith("idl_")
+        with httpx.Client(base_url=server.base, timeout=10) as client:
+            assert client.post("/v1/events", json=billing_event(0)).status_code == 401
+            keys = {}
+            for role in ("writer", "auditor"):
+                made = client.post(
+                    "/v1/keys", json={"name": f"live {role}", "role": role}, headers=bearer(admin)
+                )
+                assert made.status_code == 201, made.text
+                keys[role] = made.json()["token"]
+            writer, auditor = bearer(keys["writer"]), bearer(keys["auditor"])
+            ndjson = "\n".join(json.dumps(billing_event(n)) for n in range(5, 10))
+            one = client.post("/v1/events", json=billing_event(0), headers=writer)
+            array = client.post(
+                "/v1/events", json=[billing_event(n) for n in range(1, 5)], headers=writer
+            )
             lines = client.post(
-                "/v1/events", content=ndjson, headers={"Content-Type": "application/x-ndjson"}
+                "/v1/events",
+                content=ndjson,
+                headers={**writer, "Content-Type": "application/x-ndjson"},
             )
             assert [r.status_code for r in (one, array, lines)] == [201, 201, 201]
-            assert lines.json()["receipts"][-1]["seq"] == 9
-            verifier = parse_vkey(client.get("/v1/vkey").text.strip())
+            assert client.get("/v1/events", headers=writer).status_code == 403
+            page = client.get(
+                "/v1/events",
+                params={"event_type": "invoice.*", "limit": 4},
+                headers={**auditor, "X-Audit-Reason": "live test"},
+            )
+            assert page.status_code == 200, page.text
+            assert len(page.json()["items"]) == 4 and page.json()["next_cursor"]
+            export = client.get(
+                "/v1/events/export",
+                params={"format": "csv", "event_type": "invoice.*"},
+                headers=auditor,
+            )
+            assert export.status_code == 200 and export.headers["x-export-count"] == "10"
+            assert len(export.text.splitlines()) == 11
+            verifier = parse_vkey(client.get("/v1/vkey", headers=auditor).text.strip())
+            last = lines.json()["receipts"][-1]["seq"]
             deadline, size = time.monotonic() + 3, 0
-            while size < 10:
+            while size <= last:
                 assert time.monotonic() < deadline, "no checkpoint covered the events within 3 s"
-                response = client.get("/v1/checkpoint")
+                response = client.get("/v1/checkpoint", headers=auditor)
                 if response.status_code == 200:
                     size = open_checkpoint(response.text, verifier, verifier.name)[0].size
                 time.sleep(0.05)
             assert client.get("/readyz").status_code == 200
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=20)
+            assert "indelible_http_requests_total" in client.get("/metrics").text
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, stderr
-    assert "created log 'default'" in stdout and f"serving on {base}" in stdout
+        stdout, _ = server.stop()
+    assert "created log 'default'" in stdout and f"serving on {server.base}" in stdout
     assert "verification key (publish it): " in stdout
     verified = run_cli("verify", "--data", str(data), "--json")
     assert verified.code == 0, verified.stdout
-    assert json.loads(verified.stdout)["size"] == 10
     assert json.loads(verified.stdout)["unpublished"] == 0
+
+    again = Server(data)  # a second start: the keys exist, none is printed
+    try:
+        assert again.admin_key() is None
+        with httpx.Client(base_url=again.base, timeout=10) as client:
+            assert client.get("/v1/events", headers=bearer(admin)).status_code == 200
+    finally:
+        again.stop()

@@ -1,0 +1,135 @@
+"""Authentication and authorization of every ``/v1`` route.
+
+Each route declares the one :class:`~indelible.service.access.Permission` it needs with
+``Depends(authorized(permission))``. The dependency:
+
+1. refuses (429) a client address that has failed authentication too often lately;
+2. authenticates the bearer token; a failure is counted against the address and written to
+   the operator tenant's log as ``audit.auth_failed`` (and ``audit.auth_rate_limited`` when it
+   starts a block) before the 401 is sent;
+3. checks the key's role allows the permission; a refusal is written to the key's own log as
+   ``audit.access_denied`` before the 403 is sent.
+
+The tenant of every request is the key's own: no route takes a tenant from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from indelible.errors import IndelibleError, InputError, Unauthenticated
+from indelible.server.runtime import Runtime
+from indelible.service.access import Permission, Principal
+from indelible.service.audit import SYSTEM_ACTOR, RequestInfo
+
+__all__ = ["authorized", "request_info", "runtime_of"]
+
+log = logging.getLogger("indelible.server")
+
+bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="idl_<key id>_<secret>",
+    description="An Indelible API key: `Authorization: Bearer idl_...`.",
+)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def request_info(request: Request) -> RequestInfo:
+    """Where the request came from, and the reader's stated reason (``X-Audit-Reason``)."""
+    headers = request.headers
+    reason = headers.get("x-audit-reason")
+    if reason is not None:
+        reason = reason.strip()
+        limit = runtime_of(request).limits.max_reason_chars
+        if len(reason) > limit:
+            raise InputError(f"X-Audit-Reason is {len(reason)} characters; the limit is {limit}")
+        if not reason.isprintable():
+            raise InputError("X-Audit-Reason must be printable text")
+    request_id = headers.get("x-request-id")
+    if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
+        raise InputError("X-Request-Id must be at most 200 printable characters")
+    user_agent = headers.get("user-agent")
+    return RequestInfo(
+        ip=client_address(request),
+        user_agent=user_agent[:512] if user_agent else None,
+        request_id=request_id or None,
+        reason=reason or None,
+    )
+
+
+async def _record_failure(
+    runtime: Runtime, request: Request, failure: Unauthenticated, tripped: bool
+) -> None:
+    """Write the failed authentication to the operator log; a failure to write is logged
+    (the request is refused all the same)."""
+    info = RequestInfo(ip=client_address(request), user_agent=request.headers.get("user-agent"))
+    try:
+        operator = runtime.keys.operator_log_id()
+        await runtime.record(
+            operator,
+            "audit.auth_failed",
+            actor={"id": info.ip or "unknown", "type": "anonymous"},
+            action="authenticate",
+            outcome="failure",
+            request=info,
+            data={"reason": failure.message, "route": request.url.path},
+        )
+        if tripped:
+            await runtime.record(
+                operator,
+                "audit.auth_rate_limited",
+                actor=SYSTEM_ACTOR,
+                action="block",
+                request=info,
+                data={"address": info.ip, "limit": runtime.limiter.limit},
+            )
+    except IndelibleError as exc:
+        log.error("could not write audit.auth_failed: [%s] %s", exc.code, exc.message)
+
+
+def authorized(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """The dependency that admits a request holding ``permission``."""
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> Principal:
+        runtime = runtime_of(request)
+        address = client_address(request)
+        runtime.limiter.check(address)
+        token = credentials.credentials if credentials is not None else None
+        try:
+            principal = runtime.keys.authenticate(token)
+        except Unauthenticated as failure:
+            tripped = runtime.limiter.fail(address)
+            await _record_failure(runtime, request, failure, tripped)
+            raise
+        if not principal.allows(permission):
+            await runtime.record(
+                principal.log_id,
+                "audit.access_denied",
+                actor=principal.actor(),
+                action=permission.value,
+                outcome="denied",
+                request=RequestInfo(ip=address, user_agent=request.headers.get("user-agent")),
+                data={"route": request.url.path, "method": request.method, "role": principal.role},
+            )
+            principal.require(permission)
+        request.state.principal = principal
+        return principal
+
+    return dependency
