@@ -16,6 +16,7 @@ The tenant of every request is the key's own: no route takes a tenant from the r
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -71,22 +72,38 @@ def request_info(request: Request) -> RequestInfo:
     )
 
 
+# Who an unauthenticated request is: nobody known; its address is in the event's context.
+ANONYMOUS = {"id": "anonymous", "type": "service", "name": "unauthenticated client"}
+_CLAIMED_KEY = re.compile(r"^idl_([0-9a-f]{16})_")
+
+
 async def _record_failure(
-    runtime: Runtime, request: Request, failure: Unauthenticated, tripped: bool
+    runtime: Runtime,
+    request: Request,
+    token: str | None,
+    failure: Unauthenticated,
+    tripped: bool,
 ) -> None:
     """Write the failed authentication to the operator log; a failure to write is logged
     (the request is refused all the same)."""
-    info = RequestInfo(ip=client_address(request), user_agent=request.headers.get("user-agent"))
+    user_agent = request.headers.get("user-agent")
+    info = RequestInfo(
+        ip=client_address(request), user_agent=user_agent[:512] if user_agent else None
+    )
+    data = {"reason": failure.message, "route": request.url.path}
+    claimed = _CLAIMED_KEY.match(token or "")
+    if claimed is not None:
+        data["claimed_key_id"] = claimed.group(1)  # the public part only, never the secret
     try:
         operator = runtime.keys.operator_log_id()
         await runtime.record(
             operator,
             "audit.auth_failed",
-            actor={"id": info.ip or "unknown", "type": "anonymous"},
+            actor=ANONYMOUS,
             action="authenticate",
             outcome="failure",
             request=info,
-            data={"reason": failure.message, "route": request.url.path},
+            data=data,
         )
         if tripped:
             await runtime.record(
@@ -116,7 +133,7 @@ def authorized(permission: Permission) -> Callable[..., Awaitable[Principal]]:
             principal = runtime.keys.authenticate(token)
         except Unauthenticated as failure:
             tripped = runtime.limiter.fail(address)
-            await _record_failure(runtime, request, failure, tripped)
+            await _record_failure(runtime, request, token, failure, tripped)
             raise
         if not principal.allows(permission):
             await runtime.record(

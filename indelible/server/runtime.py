@@ -72,6 +72,7 @@ class Runtime:
         max_batch: int = 10_000,
         max_pending: int = 100_000,
         checkpoint_interval: float = 1.0,
+        write_timeout: float = 30.0,
         limits: ServerLimits = ServerLimits(),
         auth_fail_limit: int = 10,
         auth_fail_window: float = 60.0,
@@ -87,8 +88,10 @@ class Runtime:
                 max_batch=max_batch,
                 max_pending=max_pending,
                 checkpoint_interval=checkpoint_interval,
+                write_timeout=write_timeout,
             ),
         )
+        self.write_timeout = write_timeout
         self.keys = KeyRing(store, clock_ms=clock_ms, random_bytes=random_bytes)
         self.limiter = FailureLimiter(auth_fail_limit, auth_fail_window, clock=monotonic)
         self.audit = AuditWriter(self.hub, clock_ms=clock_ms, random_bytes=random_bytes)
@@ -170,9 +173,21 @@ class Runtime:
         return await asyncio.shield(asyncio.wrap_future(future))
 
     async def record(self, log_id: int, event_type: str, **fields: Any) -> Receipt:
-        """Write one of Indelible's own events (``service.audit``) and wait for its commit."""
+        """Write one of Indelible's own events (``service.audit``) and wait for its commit.
+
+        ``StoreError`` (503) when it is not committed within ``write_timeout`` seconds: the
+        action it records must then fail. (It may still be committed later: an audit trail
+        may hold a record of an action that failed, never miss one that happened.)
+        """
         event = self.audit.build(event_type, **fields)
-        return (await self.submit(log_id, [event]))[0]
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                receipts = await self.submit(log_id, [event])
+        except TimeoutError:
+            raise StoreError(
+                f"the {event_type} event was not committed within {self.write_timeout} s"
+            ) from None
+        return receipts[0]
 
     # ---- tenants and their settings
     def log_info(self, log_id: int) -> LogInfo:
