@@ -17,6 +17,7 @@ import uvicorn
 
 from indelible.errors import IndelibleError
 from indelible.server.app import create_app
+from indelible.server.logsetup import log_config
 from indelible.server.runtime import Runtime
 
 __all__ = ["serve", "url_for"]
@@ -57,6 +58,8 @@ def serve(runtime: Runtime, host: str, port: int) -> None:
         workers=1,
         lifespan="on",
         server_header=False,
+        access_log=False,
+        log_config=log_config(),
         log_level="info",
     )
     server = uvicorn.Server(config)
