@@ -333,7 +333,7 @@ def _serve(settings: Settings) -> None:
             out.print(f"admin API key (shown once): {token}", markup=False)
         out.print(f"serving on {url_for(settings.host, settings.port)}", markup=False)
         sys.stdout.flush()
-        serve(runtime, settings.host, settings.port)
+        serve(runtime, settings.host, settings.port, settings.forwarded_allow_ips)
     finally:
         runtime.close()
 

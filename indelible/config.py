@@ -9,6 +9,7 @@ unknown key in the file, fails at start-up naming the setting. Secrets are never
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -50,6 +51,17 @@ def _host(text: str) -> str:
     return host
 
 
+def _addresses(text: str) -> str:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    for part in parts:
+        if part != "*":
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
+    return ",".join(parts)
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65_535:
@@ -87,6 +99,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("host", "127.0.0.1", _host, "Address the HTTP service listens on."),
     Setting("port", 8700, _port, "TCP port the HTTP service listens on."),
+    Setting(
+        "forwarded_allow_ips",
+        "",
+        _addresses,
+        "Comma-separated addresses of reverse proxies whose X-Forwarded-For names the client; "
+        "empty: the header is ignored and the client is the TCP peer.",
+    ),
     Setting(
         "max_body_bytes",
         8 * 1024 * 1024,
@@ -132,6 +151,7 @@ class Settings:
     verify_workers: int
     host: str
     port: int
+    forwarded_allow_ips: str
     max_body_bytes: int
     max_events: int
     auth_fail_limit: int

@@ -15,7 +15,8 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
     │   ├── MethodNotAllowed        an HTTP method the route does not answer (405)
     │   ├── ReasonRequired          the tenant requires X-Audit-Reason on reads (400)
-    │   └── AlreadyExists           a tenant with that name or origin exists (409)
+    │   ├── AlreadyExists           a tenant with that name or origin exists (409)
+    │   └── LastAdminKey            revoking it would leave the tenant without an admin (409)
     ├── Unauthenticated             no API key, or one that is unknown or revoked (401)
     ├── Forbidden                   the key's role does not allow the route (403)
     ├── Conflict                    the same event_id with different content (409)
@@ -57,6 +58,7 @@ __all__ = [
     "IndelibleError",
     "InputError",
     "InvalidEvent",
+    "LastAdminKey",
     "LeafError",
     "LimitExceeded",
     "MalformedJSON",
@@ -171,6 +173,11 @@ class ReasonRequired(InputError):
 
 class AlreadyExists(InputError):
     code = "already_exists"
+    status = 409
+
+
+class LastAdminKey(InputError):
+    code = "last_admin_key"
     status = 409
 
 

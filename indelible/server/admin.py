@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from indelible.errors import LastAdminKey
 from indelible.server.api import json_response
 from indelible.server.auth import authorized, request_info, runtime_of
 from indelible.server.docs import errors
@@ -25,6 +26,7 @@ from indelible.service.logs import default_origin
 from indelible.storage.base import ApiKeyRow, LogInfo
 
 __all__ = ["router"]
+
 
 router = APIRouter()
 
@@ -47,7 +49,7 @@ class SettingsPatch(BaseModel):
 class NewTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    origin: str | None = Field(default=None, min_length=1, max_length=255)
+    origin: str | None = Field(default=None, max_length=255, pattern=r"^[\x21-\x2a\x2c-\x7e]+$")
 
 
 # ---- API keys
@@ -95,6 +97,16 @@ async def revoke_key(
     runtime = runtime_of(request)
     info = request_info(request)
     before = await run_in_threadpool(runtime.keys.get, principal.log_id, key_id)
+    if before.role == "admin" and before.revoked_at_ms is None:
+        admins = [
+            row
+            for row in await run_in_threadpool(runtime.keys.list, principal.log_id)
+            if row.role == "admin" and row.revoked_at_ms is None
+        ]
+        if len(admins) == 1:
+            raise LastAdminKey(
+                "this is the tenant's last admin key: create another admin key first"
+            )
     row = await run_in_threadpool(runtime.keys.revoke, principal.log_id, key_id)
     if before.revoked_at_ms is None:
         await runtime.record(

@@ -54,7 +54,10 @@ def request_info(request: Request) -> RequestInfo:
     headers = request.headers
     reason = headers.get("x-audit-reason")
     if reason is not None:
-        reason = reason.strip()
+        try:  # header bytes arrive decoded as Latin-1; the reason is UTF-8 text
+            reason = reason.encode("latin-1").decode("utf-8").strip()
+        except UnicodeError:
+            raise InputError("X-Audit-Reason must be UTF-8 text") from None
         limit = runtime_of(request).limits.max_reason_chars
         if len(reason) > limit:
             raise InputError(f"X-Audit-Reason is {len(reason)} characters; the limit is {limit}")
@@ -63,13 +66,17 @@ def request_info(request: Request) -> RequestInfo:
     request_id = headers.get("x-request-id")
     if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
         raise InputError("X-Request-Id must be at most 200 printable characters")
-    user_agent = headers.get("user-agent")
     return RequestInfo(
         ip=client_address(request),
-        user_agent=user_agent[:512] if user_agent else None,
+        user_agent=_user_agent(request),
         request_id=request_id or None,
         reason=reason or None,
     )
+
+
+def _user_agent(request: Request) -> str | None:
+    user_agent = request.headers.get("user-agent")
+    return user_agent[:512] if user_agent else None
 
 
 # Who an unauthenticated request is: nobody known; its address is in the event's context.
@@ -86,10 +93,7 @@ async def _record_failure(
 ) -> None:
     """Write the failed authentication to the operator log; a failure to write is logged
     (the request is refused all the same)."""
-    user_agent = request.headers.get("user-agent")
-    info = RequestInfo(
-        ip=client_address(request), user_agent=user_agent[:512] if user_agent else None
-    )
+    info = RequestInfo(ip=client_address(request), user_agent=_user_agent(request))
     data = {"reason": failure.message, "route": request.url.path}
     claimed = _CLAIMED_KEY.match(token or "")
     if claimed is not None:
@@ -142,7 +146,7 @@ def authorized(permission: Permission) -> Callable[..., Awaitable[Principal]]:
                 actor=principal.actor(),
                 action=permission.value,
                 outcome="denied",
-                request=RequestInfo(ip=address, user_agent=request.headers.get("user-agent")),
+                request=RequestInfo(ip=address, user_agent=_user_agent(request)),
                 data={"route": request.url.path, "method": request.method, "role": principal.role},
             )
             principal.require(permission)

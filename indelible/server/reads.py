@@ -65,12 +65,18 @@ PAGE_PARAMS = frozenset({"order", "limit", "cursor"})
 
 
 def refuse_unknown(request: Request, allowed: frozenset[str]) -> None:
-    unknown = sorted(set(request.query_params) - allowed)
+    """Refuse a parameter the route does not take, or one given twice (which of the two
+    would filter is a guess no forensic query should rest on)."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    unknown = sorted(set(names) - allowed)
     if unknown:
         raise InputError(
             f"unknown query parameter {unknown[0]!r}; this route takes: "
             + ", ".join(sorted(allowed))
         )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"query parameter {repeated[0]!r} is given more than once")
 
 
 def _time(name: str, text: str | None) -> int | None:

@@ -49,8 +49,12 @@ def _stop_on_signal(server: uvicorn.Server) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(runtime: Runtime, host: str, port: int) -> None:
-    """Serve ``runtime``'s log on ``host:port`` until a signal ends it cleanly."""
+def serve(runtime: Runtime, host: str, port: int, forwarded_allow_ips: str = "") -> None:
+    """Serve ``runtime``'s tenants on ``host:port`` until a signal ends it cleanly.
+
+    ``X-Forwarded-For`` is believed only from ``forwarded_allow_ips``: the client address is
+    what failed-authentication limits count and what audit events record, so by default it
+    is the TCP peer, which no header can change."""
     config = uvicorn.Config(
         create_app(runtime),
         host=host,
@@ -59,6 +63,8 @@ def serve(runtime: Runtime, host: str, port: int) -> None:
         lifespan="on",
         server_header=False,
         access_log=False,
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or None,
         log_config=log_config(),
         log_level="info",
     )

@@ -20,6 +20,7 @@ written must fail the action it describes (a read is not answered, a key is revo
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,22 @@ class RequestInfo:
 
     def context(self) -> dict[str, str]:
         context = {"source": "api"}
-        if self.ip:
+        if self.ip and _is_ip(self.ip):
             context["ip"] = self.ip
         if self.user_agent:
             context["user_agent"] = self.user_agent
         if self.request_id:
             context["request_id"] = self.request_id
         return context
+
+
+def _is_ip(text: str) -> bool:
+    """An IP address as ``context.ip`` accepts it (a socket peer may be a path or a name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class AuditWriter:

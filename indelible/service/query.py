@@ -242,7 +242,7 @@ def _forget_erased(
         if len(parts) >= 4 and parts[1] == "changes" and parts[2].isdigit():
             change = changes[int(parts[2])]
             erased.append({"seq": seq, "field": change.get("field"), "pointer": pointer})
-            if parts[3] == "before" and len(parts) == 4:
+            if parts[3] == "before":  # all of it, or a part: the before is not known
                 change.pop("before", None)
     return {**event, "changes": changes}
 

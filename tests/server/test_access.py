@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from indelible.core.entry import decode
+from indelible.server import create_app
 from indelible.service.access import ROLES, Permission, Principal
 from indelible.storage.sqlite import SQLiteStore
 from tests.factories import billing_event
-from tests.server.test_api import Service, assert_error_shape, running
+from tests.server.test_api import Service, assert_error_shape, new_runtime, running
 
 pytestmark = pytest.mark.anyio
 
@@ -115,8 +116,6 @@ def fill(path: str, *, event_id: str, key_id: str, entity: tuple[str, str]) -> s
 
 
 def test_the_matrix_covers_every_route_of_the_app(tmp_path: Path) -> None:
-    from indelible.server import create_app
-    from tests.server.test_api import new_runtime
 
     store, runtime, _ = new_runtime(tmp_path)
     app = create_app(runtime)
@@ -286,6 +285,42 @@ async def test_a_key_is_shown_once_works_for_its_role_and_stops_when_revoked(
     assert created[-1]["data"] == {"name": "billing app", "role": "writer"}
 
 
+async def test_the_last_admin_key_of_a_tenant_cannot_be_revoked(
+    service_with_key: Service,
+) -> None:
+    client, admin_id = service_with_key.client, service_with_key.token.split("_")[1]
+    refused = await client.delete(f"/v1/keys/{admin_id}")
+    assert_error_shape(refused, 409, "last_admin_key")
+    other = (await client.post("/v1/keys", json={"name": "second", "role": "admin"})).json()
+    assert (await client.delete(f"/v1/keys/{other['key_id']}")).status_code == 200
+    second = (await client.post("/v1/keys", json={"name": "third", "role": "admin"})).json()
+    assert (await client.delete(f"/v1/keys/{admin_id}")).status_code == 200  # not the last
+    assert_error_shape(await client.get("/v1/keys"), 401, "unauthenticated")
+    keys = await client.get("/v1/keys", headers=bearer(second["token"]))
+    assert [k["key_id"] for k in keys.json()["keys"] if k["revoked_at_ms"] is None] == [
+        second["key_id"]
+    ]
+
+
+async def test_a_client_address_that_is_not_an_ip_is_left_out_of_the_event(
+    tmp_path: Path,
+) -> None:
+    store, runtime, token = new_runtime(tmp_path)
+    app = create_app(runtime)
+    transport = httpx.ASGITransport(app=app, client=("unix-socket-peer", 0))
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            response = await client.get("/v1/events", headers=bearer(token))
+            assert response.status_code == 200, response.text
+        read = audit_events(store, store.get_log("acme").log_id, "audit.read")[0]
+        assert "ip" not in read["context"] and read["context"]["source"] == "api"
+    finally:
+        store.close()
+
+
 async def test_bad_key_requests_are_refused(service_with_key: Service) -> None:
     client = service_with_key.client
     for body in ({"name": "x", "role": "root"}, {"name": "", "role": "reader"}, {"role": "x"}):
@@ -309,10 +344,13 @@ async def test_a_tenant_can_require_a_reason_for_every_read(service_with_key: Se
     assert changed.json() == {"require_read_reason": True}
     for path in ("/v1/events", "/v1/entities/invoice/INV-0/history", "/v1/events/export"):
         assert_error_shape(await client.get(path), 400, "reason_required")
-    reason = {"X-Audit-Reason": "ticket FIN-42: disputed invoice"}
+    text = "ticket FIN-42: Prüfung der Rechnung"
+    reason = {"X-Audit-Reason": text.encode()}  # UTF-8 bytes on the wire
     assert (await client.get("/v1/events", headers=reason)).status_code == 200
     reads = audit_events(service.store, service.log_id, "audit.read")
-    assert [r["reason"] for r in reads] == ["ticket FIN-42: disputed invoice"]
+    assert [r["reason"] for r in reads] == [text]
+    not_utf8 = {"X-Audit-Reason": "Prüfung".encode("latin-1")}  # not UTF-8
+    assert_error_shape(await client.get("/v1/events", headers=not_utf8), 400)
     settings = audit_events(service.store, service.log_id, "audit.settings_changed")
     assert settings[0]["changes"] == [
         {"field": "require_read_reason", "before": False, "after": True}
@@ -383,8 +421,6 @@ async def test_clients_cannot_write_in_the_audit_namespace(service_with_key: Ser
 
 
 async def test_the_first_start_creates_one_admin_key_and_records_it(tmp_path: Path) -> None:
-    from tests.server.test_api import new_runtime
-
     store, runtime, _ = new_runtime(tmp_path, with_key=False)
     runtime.start()
     try:

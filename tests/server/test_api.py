@@ -361,6 +361,22 @@ async def test_an_unexpected_failure_is_a_500_in_the_error_shape_without_interna
     assert "secret" not in response.text
 
 
+async def test_metrics_count_requests_by_route_template_and_bound_their_labels(
+    service: Service,
+) -> None:
+    await service.post(billing_event(0))
+    await service.client.request("FOOBAR", "/v1/events")
+    await service.client.get("/v1/events/some-id")
+    text = (await service.client.get("/metrics")).text
+    assert (
+        'indelible_http_requests_total{method="POST",route="/v1/events",status="201"} 1.0' in text
+    )
+    assert 'method="other"' in text and "FOOBAR" not in text
+    assert 'route="/v1/events/{event_id}"' in text and "some-id" not in text
+    assert "indelible_events_ingested_total 1.0" in text
+    assert "indelible_tenants 1.0" in text
+
+
 def test_the_status_table_maps_every_class_once() -> None:
     classes = [kind for kind, _ in STATUS]
     assert len(classes) == len(set(classes))

@@ -88,6 +88,13 @@ def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(tmp_path: P
         assert admin is not None and admin.startswith("idl_")
         with httpx.Client(base_url=server.base, timeout=10) as client:
             assert client.post("/v1/events", json=billing_event(0)).status_code == 401
+            forged = {"X-Forwarded-For": "203.0.113.99", **bearer("idl_" + "0" * 16 + "_x")}
+            assert client.get("/v1/events", headers=forged).status_code == 401
+            failed = client.get(
+                "/v1/events", params={"event_type": "audit.auth_failed"}, headers=bearer(admin)
+            ).json()["items"]
+            # The TCP peer is the client: a header cannot move the limit or the record.
+            assert [item["event"]["context"]["ip"] for item in failed] == ["127.0.0.1"] * 2
             keys = {}
             for role in ("writer", "auditor"):
                 made = client.post(
