@@ -36,18 +36,18 @@ Role = Literal["writer", "reader", "auditor", "admin"]
 
 
 class NewKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")
     role: Role
 
 
 class SettingsPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     require_read_reason: bool | None = None
 
 
 class NewTenant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     origin: str | None = Field(default=None, max_length=255, pattern=r"^[\x21-\x2a\x2c-\x7e]+$")
 

@@ -130,7 +130,24 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", responses=errors(503), tags=["operations"])
+_READINESS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+}
+
+
+@router.get(
+    "/readyz",
+    responses={
+        200: {"content": {"application/json": {"schema": _READINESS}}},
+        503: {
+            "description": "Not ready: the reason says which log and why",
+            "content": {"application/json": {"schema": _READINESS}},
+        },
+    },
+    tags=["operations"],
+)
 async def readyz(request: Request) -> Response:
     """Readiness: every sequencer runs and every log's last checkpoint signing succeeded."""
     reason = runtime_of(request).not_ready()

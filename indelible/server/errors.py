@@ -8,6 +8,7 @@ did (unknown route, wrong method), or the code failed unexpectedly (500, details
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from indelible.errors import (
     AlreadyExists,
@@ -123,7 +125,23 @@ async def _on_indelible(request: Request, exc: Exception) -> Response:
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error = _from_http(request, exc)
-    return error_response(error, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request.app, request.url.path) or headers["Allow"]
+    return error_response(error, headers)
+
+
+def allowed_methods(app: Any, path: str) -> str:
+    """Every method the app answers on ``path`` (the router names only the first route whose
+    path matched), from the OpenAPI description of its routes."""
+    table: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi()["paths"].items():
+            methods = {method.upper() for method in operations}
+            table.append((compile_path(template)[0], ", ".join(sorted(methods))))
+        app.state.allow_table = table
+    return ", ".join(allow for regex, allow in table if regex.match(path))
 
 
 async def _on_request_validation(request: Request, exc: Exception) -> Response:

@@ -89,9 +89,14 @@ def _time(name: str, text: str | None) -> int | None:
 
 
 Text = Annotated[str | None, Query(max_length=_TEXT)]
+_RFC3339_UTC = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|\+00:00)$"
 Time = Annotated[
     str | None,
-    Query(max_length=40, description="RFC 3339 UTC, e.g. 2026-12-01T00:00:00Z"),
+    Query(
+        max_length=40,
+        pattern=_RFC3339_UTC,
+        description="RFC 3339 UTC, e.g. 2026-12-01T00:00:00Z",
+    ),
 ]
 
 
@@ -135,7 +140,9 @@ def event_filter(
 Filter = Annotated[query.EventFilter, Depends(event_filter)]
 Order = Annotated[Literal["asc", "desc"], Query(description="By seq")]
 Limit = Annotated[int, Query(ge=1, le=query.MAX_PAGE)]
-Cursor = Annotated[str | None, Query(max_length=20, description="next_cursor of a page")]
+Cursor = Annotated[
+    str | None, Query(pattern=r"^[ad][0-9]{1,16}$", description="next_cursor of a page")
+]
 EntityType = Annotated[str, Path(min_length=1, max_length=_ID)]
 EntityId = Annotated[str, Path(min_length=1, max_length=_ID)]
 
@@ -381,7 +388,10 @@ async def entity_state(
     principal: READ,
     entity_type: EntityType,
     entity_id: EntityId,
-    at: Annotated[str | None, Query(max_length=40, description="RFC 3339 UTC; default now")] = None,
+    at: Annotated[
+        str | None,
+        Query(max_length=40, pattern=_RFC3339_UTC, description="RFC 3339 UTC; default now"),
+    ] = None,
 ) -> Response:
     """The record's state at ``at``, replayed from before/after changes, with the seqs used
     and every gap found."""

@@ -347,6 +347,8 @@ async def test_405_names_the_allowed_methods(service: Service) -> None:
     response = await service.client.put("/v1/checkpoint")
     assert_error_shape(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET"
+    both = await service.client.put("/v1/keys")
+    assert both.headers["allow"] == "GET, POST"
 
 
 async def test_an_unexpected_failure_is_a_500_in_the_error_shape_without_internals(
