@@ -99,6 +99,7 @@ class Runtime:
         self._state = "created"
         self._lock = threading.Lock()
         self._tenant_settings: dict[int, dict[str, Any]] = {}
+        self._tenant_lock = threading.Lock()  # one tenant created at a time: checks, then create
         self.verify_lock = asyncio.Lock()
 
     @classmethod
@@ -215,6 +216,10 @@ class Runtime:
             raise InputError("a tenant name is 1-63 of a-z 0-9 _ - (starting alphanumeric)")
         if not valid_origin(origin):
             raise InputError("an origin is 1-255 printable ASCII characters, no space or '+'")
+        with self._tenant_lock:
+            return self._create_tenant(name, origin)
+
+    def _create_tenant(self, name: str, origin: str) -> LogInfo:
         logs = self.store.list_logs()
         if any(info.name == name for info in logs):
             raise AlreadyExists(f"a tenant named {name!r} exists")

@@ -16,6 +16,7 @@ Life of an entry in this store (see docs/guarantees.md):
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +31,15 @@ from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage.base import ApiKeyRow, CheckpointRow, EntryQuery, EntryRow, LogInfo
 
 __all__ = ["SQLiteStore"]
+
+log = logging.getLogger("indelible.storage")
+
+# The writer's page cache, in KiB. SQLite's default (2 MiB) holds little of the lookup indexes
+# once a log has some 100,000 entries (measured about +10% for batched appends at 300,000).
+# Readers keep the default: there is one reader connection per thread.
+WRITER_CACHE_KIB = 65_536
+WAL_CHECKPOINT_INTERVAL = 1.0  # seconds
+WAL_SAFETY_PAGES = 20_000  # 160 MiB of 8 KiB pages
 
 _ENTRY_COLUMNS = (
     "seq, leaf, leaf_hash, event_id, event_type, occurred_at_ms, received_at_ms, actor_id, "
@@ -90,6 +100,15 @@ class SQLiteStore:
         self._readers_lock = threading.Lock()
         self._leases: dict[int, int] = {}
         self._writer = self._connect()
+        # WAL pages are copied back into the database by a thread of its own while a write
+        # lease is held (_checkpoint_loop), not by the commit that crosses SQLite's default
+        # threshold: with batched appends that was nearly every commit (measured: +24% events/s
+        # building a 300,000-entry log). The commit still checkpoints past this many pages, so
+        # the WAL stays bounded if that thread cannot keep up.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_PAGES}")
+        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpointer = threading.Event()
         if migrate:
             self._migrate()
 
@@ -193,6 +212,24 @@ class SQLiteStore:
                 f"log {log_id} in {self.path} is being written by another process"
             ) from exc
         self._leases[log_id] = fd
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="indelible-wal-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """Every WAL_CHECKPOINT_INTERVAL seconds, a passive checkpoint on a connection of its
+        own: it copies committed pages without blocking the writer or the readers."""
+        conn = self._connect()
+        try:
+            while not self._stop_checkpointer.wait(WAL_CHECKPOINT_INTERVAL):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the commit path still checkpoints past the limit
+                    log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            conn.close()
 
     def release_writer(self, log_id: int) -> None:
         fd = self._leases.pop(log_id, None)
@@ -499,6 +536,10 @@ class SQLiteStore:
                 raise StoreError(f"cannot store setting {name}: {exc}") from exc
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._stop_checkpointer.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         for log_id in list(self._leases):
             self.release_writer(log_id)
         with self._readers_lock:
