@@ -218,30 +218,23 @@ async def _record_tenant(
     about: dict[str, Any],
     target: dict[str, str],
 ) -> None:
-    await runtime.record(
-        principal.log_id,
-        "audit.tenant_created",
-        actor=principal.actor(),
-        action="create",
-        request=info,
-        target=target,
-        data=about,
-    )
-    await runtime.record(
-        tenant.log_id,
-        "audit.tenant_created",
-        actor=principal.actor(),
-        action="create",
-        request=info,
-        target=target,
-        data=about,
-    )
-    await runtime.record(
-        tenant.log_id,
-        "audit.key_created",
-        actor=principal.actor(),
-        action="create",
-        request=info,
-        target={"type": "api_key", "id": row.key_id},
-        data={"role": row.role, "name": row.name},
-    )
+    records = [
+        (principal.log_id, "audit.tenant_created", target, about),
+        (tenant.log_id, "audit.tenant_created", target, about),
+        (
+            tenant.log_id,
+            "audit.key_created",
+            {"type": "api_key", "id": row.key_id},
+            {"role": row.role, "name": row.name},
+        ),
+    ]
+    for log_id, event_type, what, data in records:
+        await runtime.record(
+            log_id,
+            event_type,
+            actor=principal.actor(),
+            action="create",
+            request=info,
+            target=what,
+            data=data,
+        )

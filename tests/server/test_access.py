@@ -154,6 +154,19 @@ async def test_only_admins_of_the_operator_tenant_manage_tenants(tenants: Tenant
     assert_error_shape(made, 403, "forbidden")
     ok = await client.get("/v1/tenants", headers=bearer(tenants.acme["admin"]))
     assert [t["name"] for t in ok.json()["tenants"]] == ["acme", "beta"]
+    store = tenants.service.store
+    made_in_acme = audit_events(store, tenants.service.log_id, "audit.tenant_created")
+    made_in_beta = audit_events(store, tenants.beta_log, "audit.tenant_created")
+    assert [e["target"] for e in made_in_acme] == [{"type": "tenant", "id": "beta"}]
+    assert made_in_beta == [
+        {
+            **made_in_acme[0],
+            "event_id": made_in_beta[0]["event_id"],
+            "occurred_at": made_in_beta[0]["occurred_at"],
+        }
+    ]
+    first_key = audit_events(store, tenants.beta_log, "audit.key_created")[0]
+    assert first_key["data"] == {"name": "beta admin", "role": "admin"}
 
 
 async def test_a_denied_request_is_recorded_in_the_keys_own_log(tenants: Tenants) -> None:
