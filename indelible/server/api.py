@@ -21,7 +21,7 @@ from indelible.server.runtime import ServerLimits
 from indelible.service.access import Permission, Principal
 from indelible.service.audit import RESERVED_PREFIX
 
-__all__ = ["json_response", "parse_events", "router"]
+__all__ = ["ingest", "json_response", "parse_events", "router"]
 
 router = APIRouter()
 
@@ -72,6 +72,11 @@ async def post_events(
 ) -> Response:
     """Append events (one, an array, or NDJSON); all or nothing. Answers with their receipts
     once they are durable."""
+    return await ingest(request, principal)
+
+
+async def ingest(request: Request, principal: Principal) -> Response:
+    """``POST /v1/events`` once admitted: the route, and the fast path (``server.fastpath``)."""
     runtime = runtime_of(request)
     ndjson = is_ndjson(request.headers.get("content-type"))
     limits = runtime.limits

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from indelible.server import admin, api, reads
 from indelible.server.errors import install_error_handlers
+from indelible.server.fastpath import IngestFastPath
 from indelible.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from indelible.server.runtime import Runtime
 
@@ -48,5 +49,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(admin.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(IngestFastPath)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts both paths
     return app

@@ -129,28 +129,41 @@ def authorized(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> Principal:
-        runtime = runtime_of(request)
-        address = client_address(request)
-        runtime.limiter.check(address)
         token = credentials.credentials if credentials is not None else None
-        try:
-            principal = runtime.keys.authenticate(token)
-        except Unauthenticated as failure:
-            tripped = runtime.limiter.fail(address)
-            await _record_failure(runtime, request, token, failure, tripped)
-            raise
-        if not principal.allows(permission):
-            await runtime.record(
-                principal.log_id,
-                "audit.access_denied",
-                actor=principal.actor(),
-                action=permission.value,
-                outcome="denied",
-                request=RequestInfo(ip=address, user_agent=_user_agent(request)),
-                data={"route": request.url.path, "method": request.method, "role": principal.role},
-            )
-            principal.require(permission)
-        request.state.principal = principal
-        return principal
+        return await admit(request, token, permission)
 
     return dependency
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (the scheme in any case), else None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def admit(request: Request, token: str | None, permission: Permission) -> Principal:
+    """The principal of ``token`` when it may ``permission``; steps 1-3 of the module doc."""
+    runtime = runtime_of(request)
+    address = client_address(request)
+    runtime.limiter.check(address)
+    try:
+        principal = runtime.keys.authenticate(token)
+    except Unauthenticated as failure:
+        tripped = runtime.limiter.fail(address)
+        await _record_failure(runtime, request, token, failure, tripped)
+        raise
+    if not principal.allows(permission):
+        await runtime.record(
+            principal.log_id,
+            "audit.access_denied",
+            actor=principal.actor(),
+            action=permission.value,
+            outcome="denied",
+            request=RequestInfo(ip=address, user_agent=_user_agent(request)),
+            data={"route": request.url.path, "method": request.method, "role": principal.role},
+        )
+        principal.require(permission)
+    request.state.principal = principal
+    return principal

@@ -43,7 +43,7 @@ from indelible.errors import (
     VerificationError,
 )
 
-__all__ = ["STATUS", "error_response", "install_error_handlers", "status_for"]
+__all__ = ["STATUS", "error_response", "install_error_handlers", "internal_error", "status_for"]
 
 # The exception → status table; the first class an error is an instance of wins.
 STATUS: tuple[tuple[type[IndelibleError], int], ...] = (
@@ -162,6 +162,10 @@ async def _on_request_validation(request: Request, exc: Exception) -> Response:
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # The traceback goes to the server log (the ASGI server logs the re-raised error);
     # the client learns nothing about the internals.
+    return internal_error()
+
+
+def internal_error() -> Response:
     return error_response(_HTTPError(500, "internal server error", "internal_error"))
 
 
