@@ -1,7 +1,8 @@
 """Authentication and authorization of every ``/v1`` route.
 
 Each route declares the one :class:`~indelible.service.access.Permission` it needs with
-``Depends(authorized(permission))``. The dependency:
+``Depends(authorized(permission))`` (the ingest fast path calls :func:`admit` itself).
+Admission:
 
 1. refuses (429) a client address that has failed authentication too often lately;
 2. authenticates the bearer token; a failure is counted against the address and written to
@@ -28,7 +29,7 @@ from indelible.server.runtime import Runtime
 from indelible.service.access import Permission, Principal
 from indelible.service.audit import SYSTEM_ACTOR, RequestInfo
 
-__all__ = ["authorized", "request_info", "runtime_of"]
+__all__ = ["admit", "authorized", "bearer_token", "request_info", "runtime_of"]
 
 log = logging.getLogger("indelible.server")
 
