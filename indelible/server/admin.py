@@ -21,7 +21,7 @@ from indelible.server.auth import authorized, request_info, runtime_of
 from indelible.server.docs import errors
 from indelible.server.runtime import Runtime
 from indelible.service.access import Permission, Principal, key_view
-from indelible.service.audit import RequestInfo
+from indelible.service.audit import RequestInfo, key_subject
 from indelible.service.logs import default_origin
 from indelible.storage.base import ApiKeyRow, LogInfo
 
@@ -78,8 +78,7 @@ async def create_key(request: Request, principal: MANAGE, body: NewKey) -> Respo
             actor=principal.actor(),
             action="create",
             request=info,
-            target={"type": "api_key", "id": row.key_id},
-            data={"role": row.role, "name": row.name},
+            **key_subject(row),
         )
     except BaseException:
         await run_in_threadpool(runtime.keys.revoke, principal.log_id, row.key_id)
@@ -115,8 +114,7 @@ async def revoke_key(
             actor=principal.actor(),
             action="revoke",
             request=info,
-            target={"type": "api_key", "id": key_id},
-            data={"role": row.role, "name": row.name},
+            **key_subject(row),
         )
     return json_response(key_view(row, principal.log_name))
 
@@ -218,23 +216,13 @@ async def _record_tenant(
     about: dict[str, Any],
     target: dict[str, str],
 ) -> None:
+    tenant_subject = {"target": target, "data": about}
     records = [
-        (principal.log_id, "audit.tenant_created", target, about),
-        (tenant.log_id, "audit.tenant_created", target, about),
-        (
-            tenant.log_id,
-            "audit.key_created",
-            {"type": "api_key", "id": row.key_id},
-            {"role": row.role, "name": row.name},
-        ),
+        (principal.log_id, "audit.tenant_created", tenant_subject),
+        (tenant.log_id, "audit.tenant_created", tenant_subject),
+        (tenant.log_id, "audit.key_created", key_subject(row)),
     ]
-    for log_id, event_type, what, data in records:
+    for log_id, event_type, subject in records:
         await runtime.record(
-            log_id,
-            event_type,
-            actor=principal.actor(),
-            action="create",
-            request=info,
-            target=what,
-            data=data,
+            log_id, event_type, actor=principal.actor(), action="create", request=info, **subject
         )

@@ -12,8 +12,10 @@ ignored, so a misspelt filter never silently widens a forensic query.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
@@ -67,14 +69,14 @@ PAGE_PARAMS = frozenset({"order", "limit", "cursor"})
 def refuse_unknown(request: Request, allowed: frozenset[str]) -> None:
     """Refuse a parameter the route does not take, or one given twice (which of the two
     would filter is a guess no forensic query should rest on)."""
-    names = [name for name, _ in request.query_params.multi_items()]
-    unknown = sorted(set(names) - allowed)
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    unknown = sorted(set(counts) - allowed)
     if unknown:
         raise InputError(
             f"unknown query parameter {unknown[0]!r}; this route takes: "
             + ", ".join(sorted(allowed))
         )
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     if repeated:
         raise InputError(f"query parameter {repeated[0]!r} is given more than once")
 
@@ -196,13 +198,29 @@ async def _audited(
     return result
 
 
-def _page_about(
-    selection: dict[str, Any], order: str, limit: int, cursor: str | None
-) -> dict[str, Any]:
-    about: dict[str, Any] = {"filter": selection, "order": order, "limit": limit}
+async def _audited_page(
+    request: Request,
+    principal: Principal,
+    route: str,
+    what: dict[str, Any],
+    fetch: Callable[..., query.Page],
+    order: str,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """One keyset page of ``fetch``, read and audited (``what`` names what was asked for)."""
+    about: dict[str, Any] = {**what, "order": order, "limit": limit}
     if cursor is not None:
         about["cursor"] = cursor
-    return about
+    page = await _audited(
+        request,
+        principal,
+        route,
+        about,
+        lambda: fetch(limit=limit, cursor=cursor, descending=order == "desc"),
+        lambda page: len(page.items),
+    )
+    return json_response(page.to_dict())
 
 
 READ = Annotated[Principal, Depends(authorized(Permission.READ))]
@@ -222,23 +240,9 @@ async def list_events(
 ) -> Response:
     """Events matching every given filter, one keyset page at a time."""
     refuse_unknown(request, FILTER_PARAMS | PAGE_PARAMS)
-    store = runtime_of(request).store
-    page = await _audited(
-        request,
-        principal,
-        "events",
-        _page_about(selection.to_dict(), order, limit, cursor),
-        lambda: query.query_events(
-            store,
-            principal.log_id,
-            selection,
-            limit=limit,
-            cursor=cursor,
-            descending=order == "desc",
-        ),
-        lambda page: len(page.items),
-    )
-    return json_response(page.to_dict())
+    fetch = partial(query.query_events, runtime_of(request).store, principal.log_id, selection)
+    about = {"filter": selection.to_dict()}
+    return await _audited_page(request, principal, "events", about, fetch, order, limit, cursor)
 
 
 @router.get(
@@ -356,26 +360,9 @@ async def entity_history(
     """Every event whose target, or one of whose related records, is this record."""
     refuse_unknown(request, PAGE_PARAMS)
     store = runtime_of(request).store
-    about = _page_about({}, order, limit, cursor)
-    about["entity"] = {"type": entity_type, "id": entity_id}
-    del about["filter"]
-    page = await _audited(
-        request,
-        principal,
-        "history",
-        about,
-        lambda: query.entity_history(
-            store,
-            principal.log_id,
-            entity_type,
-            entity_id,
-            limit=limit,
-            cursor=cursor,
-            descending=order == "desc",
-        ),
-        lambda page: len(page.items),
-    )
-    return json_response(page.to_dict())
+    fetch = partial(query.entity_history, store, principal.log_id, entity_type, entity_id)
+    about = {"entity": {"type": entity_type, "id": entity_id}}
+    return await _audited_page(request, principal, "history", about, fetch, order, limit, cursor)
 
 
 @router.get(

@@ -26,7 +26,7 @@ from indelible.config import Settings
 from indelible.core.event import DEFAULT_LIMITS, Event, Limits
 from indelible.errors import AlreadyExists, ConfigError, InputError, StoreError
 from indelible.service.access import FailureLimiter, KeyRing
-from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo
+from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo, key_subject
 from indelible.service.hub import Hub, HubOptions
 from indelible.service.ingest import Receipt
 from indelible.service.logs import key_file_exists, valid_name, valid_origin
@@ -91,7 +91,6 @@ class Runtime:
                 write_timeout=write_timeout,
             ),
         )
-        self.write_timeout = write_timeout
         self.keys = KeyRing(store, clock_ms=clock_ms, random_bytes=random_bytes)
         self.limiter = FailureLimiter(auth_fail_limit, auth_fail_window, clock=monotonic)
         self.audit = AuditWriter(self.hub, clock_ms=clock_ms, random_bytes=random_bytes)
@@ -181,12 +180,13 @@ class Runtime:
         may hold a record of an action that failed, never miss one that happened.)
         """
         event = self.audit.build(event_type, **fields)
+        timeout = self.hub.options.write_timeout
         try:
-            async with asyncio.timeout(self.write_timeout):
+            async with asyncio.timeout(timeout):
                 receipts = await self.submit(log_id, [event])
         except TimeoutError:
             raise StoreError(
-                f"the {event_type} event was not committed within {self.write_timeout} s"
+                f"the {event_type} event was not committed within {timeout} s"
             ) from None
         return receipts[0]
 
@@ -252,17 +252,13 @@ class Runtime:
         operator = self.keys.operator_log_id()
         row, token = self.keys.create(operator, "admin", "bootstrap admin", None)
         try:
-            self.hub.get(operator).append(
-                [
-                    self.audit.build(
-                        "audit.key_created",
-                        actor=SYSTEM_ACTOR,
-                        action="create",
-                        target={"type": "api_key", "id": row.key_id},
-                        data={"role": row.role, "name": row.name},
-                        request=RequestInfo(),
-                    )
-                ]
+            self.audit.write(
+                operator,
+                "audit.key_created",
+                actor=SYSTEM_ACTOR,
+                action="create",
+                request=RequestInfo(),
+                **key_subject(row),
             )
         except BaseException:
             self.keys.revoke(operator, row.key_id)

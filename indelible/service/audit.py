@@ -29,8 +29,9 @@ from indelible.core.event import Event, format_timestamp, validate_event
 from indelible.core.ids import uuid7
 from indelible.service.hub import Hub
 from indelible.service.ingest import Receipt
+from indelible.storage.base import ApiKeyRow
 
-__all__ = ["RESERVED_PREFIX", "SYSTEM_ACTOR", "AuditWriter", "RequestInfo"]
+__all__ = ["RESERVED_PREFIX", "SYSTEM_ACTOR", "AuditWriter", "RequestInfo", "key_subject"]
 
 RESERVED_PREFIX = "audit."
 SYSTEM_ACTOR = {"id": "indelible", "type": "system", "name": "Indelible"}
@@ -63,6 +64,14 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def key_subject(row: ApiKeyRow) -> dict[str, Any]:
+    """The ``target`` and ``data`` of an API key's audit event (never its secret or hash)."""
+    return {
+        "target": {"type": "api_key", "id": row.key_id},
+        "data": {"role": row.role, "name": row.name},
+    }
 
 
 class AuditWriter:

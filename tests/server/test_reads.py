@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from indelible.core.entry import decode
 from indelible.core.tabular import CSV_COLUMNS, unescape_control
 from tests.factories import BASE_MS, billing_event, timestamp
 from tests.server.test_api import Service, assert_error_shape, running
@@ -259,7 +260,7 @@ async def test_csv_export_is_safe_against_formula_injection_and_reversible(
         assert exported == events
         # And the stored leaf holds the bytes as sent.
         row = service.store.get_entry(service.log_id, 5)
-        assert b"\\u001b[31mred" in row.leaf or b"\x1b[31mred" in row.leaf
+        assert decode(row.leaf, row.personal).event["reason"] == HOSTILE[5]
 
 
 async def test_an_export_over_the_limit_is_refused_before_it_starts(tmp_path: Path) -> None:
