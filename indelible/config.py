@@ -62,6 +62,28 @@ def _addresses(text: str) -> str:
     return ",".join(parts)
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes", "on")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _urls(text: str) -> str:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    for part in parts:
+        if not part.startswith(("http://", "https://")) or any(c.isspace() for c in part):
+            raise ValueError(f"{part!r} is not an http:// or https:// URL")
+    return ",".join(parts)
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65_535:
@@ -137,6 +159,47 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Most events replayed to rebuild one record's state at time T.",
     ),
+    Setting(
+        "public_tlog",
+        False,
+        _bool,
+        "Serve each tenant's checkpoint and hash tiles under /tlog/ without an API key "
+        "(entry bundles always need one).",
+    ),
+    Setting(
+        "tsa_urls",
+        "",
+        _urls,
+        "Comma-separated RFC 3161 time-stamping authority URLs checkpoints are sent to; "
+        "empty: no timestamping.",
+    ),
+    Setting(
+        "tsa_ca",
+        "",
+        str,
+        "PEM file of the root certificates the authorities' tokens must chain to "
+        "(needed with tsa_urls).",
+    ),
+    Setting(
+        "anchor_interval",
+        10.0,
+        _positive_float,
+        "Minutes between timestamp requests: at most one per authority per interval.",
+    ),
+    Setting(
+        "witnesses",
+        "",
+        str,
+        "Comma-separated 'URL VKEY' pairs: C2SP tlog-witness URLs (the add-checkpoint "
+        "prefix) and their cosigner verification keys.",
+    ),
+    Setting(
+        "witness_quorum",
+        0,
+        _non_negative_int,
+        "How many of the witnesses must cosign a checkpoint before it is final (published); "
+        "0 means all of them.",
+    ),
 )
 
 
@@ -158,6 +221,12 @@ class Settings:
     auth_fail_window: float
     max_export_events: int
     max_state_events: int
+    public_tlog: bool
+    tsa_urls: str
+    tsa_ca: str
+    anchor_interval: float
+    witnesses: str
+    witness_quorum: int
 
     @property
     def data_dir(self) -> Path:
@@ -219,7 +288,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     return table
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
@@ -231,6 +300,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     if isinstance(value, str):
         return _parse(setting, value, source)
     kind = type(setting.default)
+    if kind is bool and isinstance(value, bool):
+        return value
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if numeric and (isinstance(value, kind) or (kind is float and isinstance(value, int))):
         return _parse(setting, str(value), source)

@@ -16,6 +16,7 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     │   ├── MethodNotAllowed        an HTTP method the route does not answer (405)
     │   ├── ReasonRequired          the tenant requires X-Audit-Reason on reads (400)
     │   ├── AlreadyExists           a tenant with that name or origin exists (409)
+    │   ├── NotRepresentable        the answer does not fit the asked format (422)
     │   └── LastAdminKey            revoking it would leave the tenant without an admin (409)
     ├── Unauthenticated             no API key, or one that is unknown or revoked (401)
     ├── Forbidden                   the key's role does not allow the route (403)
@@ -24,6 +25,7 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     ├── RetryLater                  refused for now; carries retry_after (Retry-After header)
     │   ├── Overloaded              bounded queue full (503)
     │   └── RateLimited             too many failed authentications from one address (429)
+    ├── UpstreamError               a time-stamping authority or witness failed or refused (502)
     ├── ConfigError                 a setting is missing or invalid; names the setting
     ├── StoreError                  the store failed; the write was NOT acknowledged (503)
     │   ├── StoreLocked             another process holds the log's write lease
@@ -34,7 +36,9 @@ HTTP ``status`` (mapped at the edge, never inside the service).
         ├── ChainError              prev_hash does not match the previous leaf hash
         ├── LeafError               stored bytes, hash, index columns or commitments disagree
         ├── TreeError               stored tree (tiles) or root disagrees with the leaves
-        └── InconsistentTree        a tree is not an append-only extension of a checkpoint
+        ├── InconsistentTree        a tree is not an append-only extension of a checkpoint
+        ├── TimestampError          an RFC 3161 token does not verify or covers other bytes
+        └── BundleError             an evidence bundle is malformed or its parts disagree
 
 Verification functions return ``None`` or raise a :class:`VerificationError`; every
 third-party failure (bad base64, ``InvalidSignature``) is re-raised as one of them.
@@ -47,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyExists",
+    "BundleError",
     "ChainError",
     "ConfigError",
     "Conflict",
@@ -64,6 +69,7 @@ __all__ = [
     "MalformedJSON",
     "MethodNotAllowed",
     "NotFound",
+    "NotRepresentable",
     "Overloaded",
     "ProofError",
     "RateLimited",
@@ -72,8 +78,10 @@ __all__ = [
     "StoreError",
     "RetryLater",
     "StoreLocked",
+    "TimestampError",
     "TreeError",
     "Unauthenticated",
+    "UpstreamError",
     "UnsupportedMediaType",
     "VerificationError",
 ]
@@ -176,6 +184,14 @@ class AlreadyExists(InputError):
     status = 409
 
 
+class NotRepresentable(InputError):
+    """The request is fine, but its answer cannot be given in the format asked for (an entry
+    too long for a tlog-tiles entry bundle): the message names the route that can."""
+
+    code = "not_representable"
+    status = 422
+
+
 class LastAdminKey(InputError):
     code = "last_admin_key"
     status = 409
@@ -227,6 +243,23 @@ class Overloaded(RetryLater):
 class RateLimited(RetryLater):
     code = "rate_limited"
     status = 429
+
+
+class UpstreamError(IndelibleError):
+    """A remote party (time-stamping authority, witness, remote log) failed or refused.
+
+    ``status`` is the HTTP status the remote answered, when it answered at all.
+    """
+
+    code = "upstream_error"
+    status = 502
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url, self.upstream_status = url, status
+
+    def details(self) -> dict[str, Any]:
+        return {"url": self.url, "upstream_status": self.upstream_status}
 
 
 class ConfigError(IndelibleError):
@@ -302,3 +335,11 @@ class TreeError(VerificationError):
 
 class InconsistentTree(VerificationError):
     code = "inconsistent_tree"
+
+
+class TimestampError(VerificationError):
+    code = "invalid_timestamp"
+
+
+class BundleError(VerificationError):
+    code = "invalid_bundle"

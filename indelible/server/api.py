@@ -105,12 +105,12 @@ async def ingest(request: Request, principal: Principal) -> Response:
 async def get_checkpoint(
     request: Request, principal: Annotated[Principal, Depends(authorized(Permission.EVIDENCE))]
 ) -> Response:
-    """The tenant's latest signed checkpoint (a C2SP signed note)."""
-    runtime = runtime_of(request)
-    row = await run_in_threadpool(runtime.store.latest_checkpoint, principal.log_id)
-    if row is None:
-        raise NotFound("no checkpoint yet: the log is empty")
-    return PlainTextResponse(row.note, headers={"Cache-Control": "no-cache"})
+    """The tenant's newest final checkpoint (a C2SP signed note, cosignatures appended)."""
+    served = runtime_of(request).hub.get(principal.log_id)
+    final = await run_in_threadpool(served.final_checkpoint)
+    if final is None:
+        raise NotFound("no final checkpoint yet: the log is empty or not yet cosigned")
+    return PlainTextResponse(final.note, headers={"Cache-Control": "no-cache"})
 
 
 @router.get(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from indelible.server import admin, api, reads
+from indelible.server import admin, api, evidence, reads, tlog
 from indelible.server.errors import install_error_handlers
 from indelible.server.fastpath import IngestFastPath
 from indelible.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
@@ -48,6 +48,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(api.router)
     app.include_router(reads.router)
     app.include_router(admin.router)
+    app.include_router(evidence.router)
+    app.include_router(tlog.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_middleware(IngestFastPath)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts both paths

@@ -33,6 +33,7 @@ from indelible.errors import (
     MalformedJSON,
     MethodNotAllowed,
     NotFound,
+    NotRepresentable,
     Overloaded,
     RateLimited,
     ReasonRequired,
@@ -40,6 +41,7 @@ from indelible.errors import (
     StoreError,
     Unauthenticated,
     UnsupportedMediaType,
+    UpstreamError,
     VerificationError,
 )
 
@@ -56,6 +58,7 @@ STATUS: tuple[tuple[type[IndelibleError], int], ...] = (
     (ReasonRequired, 400),
     (AlreadyExists, 409),
     (LastAdminKey, 409),
+    (NotRepresentable, 422),
     (InputError, 400),
     (Unauthenticated, 401),
     (Forbidden, 403),
@@ -65,6 +68,7 @@ STATUS: tuple[tuple[type[IndelibleError], int], ...] = (
     (Overloaded, 503),  # with Retry-After
     (RateLimited, 429),  # with Retry-After
     (StoreError, 503),  # the write was not acknowledged; StoreLocked included
+    (UpstreamError, 502),
     (VerificationError, 500),  # the server's own data failed to verify
     (ConfigError, 500),
     (IndelibleError, 500),

@@ -178,7 +178,7 @@ async def _audit_read(
     )
 
 
-async def _audited(
+async def audited_read(
     request: Request,
     principal: Principal,
     route: str,
@@ -212,7 +212,7 @@ async def _audited_page(
     about: dict[str, Any] = {**what, "order": order, "limit": limit}
     if cursor is not None:
         about["cursor"] = cursor
-    page = await _audited(
+    page = await audited_read(
         request,
         principal,
         route,
@@ -334,7 +334,7 @@ async def get_event(
     """One event by its event_id."""
     refuse_unknown(request, frozenset())
     store = runtime_of(request).store
-    entry = await _audited(
+    entry = await audited_read(
         request,
         principal,
         "event",
@@ -387,7 +387,7 @@ async def entity_state(
     at_ms = _time("at", at)
     if at_ms is None:
         at_ms = runtime.clock_ms()
-    report = await _audited(
+    report = await audited_read(
         request,
         principal,
         "state",

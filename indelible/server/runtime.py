@@ -24,7 +24,8 @@ from typing import Any
 
 from indelible.config import Settings
 from indelible.core.event import DEFAULT_LIMITS, Event, Limits
-from indelible.errors import AlreadyExists, ConfigError, InputError, StoreError
+from indelible.errors import AlreadyExists, ConfigError, FormatError, InputError, StoreError
+from indelible.service.anchoring import AnchorConfig, parse_witnesses
 from indelible.service.access import FailureLimiter, KeyRing
 from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo, key_subject
 from indelible.service.hub import Hub, HubOptions
@@ -33,7 +34,7 @@ from indelible.service.logs import key_file_exists, valid_name, valid_origin
 from indelible.storage import open_store
 from indelible.storage.base import LogInfo, Store
 
-__all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits"]
+__all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits", "anchor_config"]
 
 
 def _now_ms() -> int:
@@ -58,6 +59,36 @@ TENANT_SETTINGS: dict[str, tuple[Any, type]] = {
 }
 
 
+def anchor_config(settings: Settings) -> AnchorConfig:
+    """Where checkpoints are anchored, from the settings (``ConfigError`` names the bad one)."""
+    from indelible.service.timestamping import load_roots
+
+    roots: tuple[bytes, ...] = ()
+    if settings.tsa_ca:
+        try:
+            roots = tuple(load_roots(Path(settings.tsa_ca).read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {settings.tsa_ca}: {exc}", setting="tsa_ca") from exc
+        except FormatError as exc:
+            raise ConfigError(exc.message, setting="tsa_ca") from exc
+    try:
+        witnesses = parse_witnesses(settings.witnesses)
+    except FormatError as exc:
+        raise ConfigError(exc.message, setting="witnesses") from exc
+    urls = tuple(url for url in settings.tsa_urls.split(",") if url)
+    try:
+        return AnchorConfig(
+            tsa_urls=urls,
+            tsa_roots=roots,
+            tsa_interval=settings.anchor_interval * 60,
+            witnesses=witnesses,
+            quorum=settings.witness_quorum,
+        )
+    except FormatError as exc:
+        setting = "tsa_ca" if "tsa_ca" in exc.message else "witness_quorum"
+        raise ConfigError(exc.message, setting=setting) from exc
+
+
 class Runtime:
     """The running service parts of one store; built once per server process."""
 
@@ -77,6 +108,8 @@ class Runtime:
         auth_fail_limit: int = 10,
         auth_fail_window: float = 60.0,
         close_store: bool = True,
+        public_tlog: bool = False,
+        anchors: AnchorConfig | None = None,
     ) -> None:
         self.store, self.keys_dir, self.limits, self.clock_ms = store, keys_dir, limits, clock_ms
         self.hub = Hub(
@@ -89,8 +122,10 @@ class Runtime:
                 max_pending=max_pending,
                 checkpoint_interval=checkpoint_interval,
                 write_timeout=write_timeout,
+                anchors=anchors or AnchorConfig(),
             ),
         )
+        self.public_tlog = public_tlog
         self.keys = KeyRing(store, clock_ms=clock_ms, random_bytes=random_bytes)
         self.limiter = FailureLimiter(auth_fail_limit, auth_fail_window, clock=monotonic)
         self.audit = AuditWriter(self.hub, clock_ms=clock_ms, random_bytes=random_bytes)
@@ -126,6 +161,12 @@ class Runtime:
         options.setdefault("auth_fail_limit", settings.auth_fail_limit)
         options.setdefault("auth_fail_window", settings.auth_fail_window)
         options.setdefault("limits", limits)
+        options.setdefault("public_tlog", settings.public_tlog)
+        try:
+            options.setdefault("anchors", anchor_config(settings))
+        except BaseException:
+            store.close()
+            raise
         return cls(store, settings.keys_dir, **options)
 
     # ---- life cycle

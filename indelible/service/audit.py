@@ -15,6 +15,8 @@ written must fail the action it describes (a read is not answered, a key is revo
                            ``auth_fail_limit`` per address per window, then one
 ``audit.auth_rate_limited`` when the address is blocked
 ``audit.access_denied``    a key asked for a route its role does not allow (in its own log)
+``audit.exported``         an evidence bundle was exported (target: the record; data: query,
+                           reason, the bundle's SHA-256, checkpoint size and entry count)
 =========================  ===================================================================
 """
 
@@ -78,8 +80,13 @@ class AuditWriter:
     """Builds, validates and durably appends Indelible's own events."""
 
     def __init__(
-        self, hub: Hub, *, clock_ms: Callable[[], int], random_bytes: Callable[[int], bytes]
+        self,
+        hub: Hub | None,
+        *,
+        clock_ms: Callable[[], int],
+        random_bytes: Callable[[int], bytes],
     ) -> None:
+        """``hub`` may be None for a writer that only builds events (the command line)."""
         self._hub, self._clock, self._random = hub, clock_ms, random_bytes
 
     def build(
@@ -117,4 +124,6 @@ class AuditWriter:
 
     def write(self, log_id: int, event_type: str, **fields: Any) -> Receipt:
         """Build the event and append it to ``log_id``, waiting for the durable commit."""
+        if self._hub is None:
+            raise TypeError("this AuditWriter only builds events: it has no hub to write to")
         return self._hub.get(log_id).append([self.build(event_type, **fields)])[0]

@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from indelible.core.event import Event
 from indelible.errors import IndelibleError, NotFound, StoreError
+from indelible.service.anchoring import AnchorConfig, Anchorer, FinalCheckpoint, final_checkpoint
 from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, init_log, open_log
+from indelible.service.proofs import TileCache
 from indelible.storage.base import CheckpointRow, LogInfo, Store
 
 __all__ = ["Hub", "HubOptions", "LogRuntime"]
@@ -38,10 +40,11 @@ class HubOptions:
     max_pending: int = 100_000
     checkpoint_interval: float = 1.0
     write_timeout: float = 30.0  # how long a server-written event may wait for its commit
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
 
 
 class LogRuntime:
-    """One log's sequencer and background publisher."""
+    """One log's sequencer, background publisher and anchorer, and its tile cache."""
 
     def __init__(self, opened: OpenLog, options: HubOptions) -> None:
         if opened.signer is None:
@@ -62,7 +65,29 @@ class LogRuntime:
             clock_ms=options.clock_ms,
             interval=options.checkpoint_interval,
         )
+        self.tiles = TileCache()
+        self.anchorer: Anchorer | None = None
+        if options.anchors.enabled:
+            self.anchorer = Anchorer(
+                opened.store,
+                opened.info,
+                options.anchors,
+                clock_ms=options.clock_ms,
+                interval=options.checkpoint_interval,
+            )
+        self._final: FinalCheckpoint | None = None
         self.publisher.start()
+        if self.anchorer is not None:
+            self.anchorer.start()
+
+    def final_checkpoint(self) -> FinalCheckpoint | None:
+        """The newest checkpoint that meets the witness policy, cosignatures appended."""
+        found = final_checkpoint(
+            self.opened.store, self.info.log_id, self._options.anchors, self._final
+        )
+        if found is not None:
+            self._final = found
+        return found
 
     @property
     def info(self) -> LogInfo:
@@ -89,6 +114,8 @@ class LogRuntime:
             self.sequencer.close()
         finally:
             self.publisher.stop()
+            if self.anchorer is not None:
+                self.anchorer.stop()
         try:
             self.publisher.publish()
         except IndelibleError as exc:
@@ -129,6 +156,13 @@ class Hub:
         if runtime is None:
             raise NotFound(f"log {log_id} is not served here")
         return runtime
+
+    def by_name(self, name: str) -> LogRuntime:
+        """The served log of the tenant called ``name`` (``NotFound`` when there is none)."""
+        for runtime in self.logs():
+            if runtime.info.name == name:
+                return runtime
+        raise NotFound(f"no tenant named {name!r} is served here")
 
     def logs(self) -> list[LogRuntime]:
         with self._lock:

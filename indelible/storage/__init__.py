@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from indelible.errors import ConfigError
-from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
+from indelible.storage.base import AnchorRow, CheckpointRow, EntryRow, LogInfo, Store
 
-__all__ = ["CheckpointRow", "EntryRow", "LogInfo", "Store", "open_store"]
+__all__ = ["AnchorRow", "CheckpointRow", "EntryRow", "LogInfo", "Store", "open_store"]
 
 
 def open_store(url: str, *, create: bool = True, migrate: bool = True) -> Store:

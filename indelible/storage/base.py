@@ -22,7 +22,10 @@ Contract (each store's tests run ``tests/storage/contract.py``):
    or descending), strictly after the cursor seq, never beyond ``max_seq``, at most ``limit``;
    ``count_entries`` counts the same set without a limit. ``touching`` matches the entry's
    target or any of its ``refs`` (related records).
-8. API keys are never deleted; ``revoke_api_key`` sets the revocation time once and reports
+8. Anchors (timestamp tokens, cosignatures) are append-only and keyed by (size, kind,
+   authority); one for a checkpoint size that was never stored MUST fail, and so MUST a
+   second one with the same key.
+9. API keys are never deleted; ``revoke_api_key`` sets the revocation time once and reports
    whether it did.
 """
 
@@ -35,6 +38,7 @@ from typing import Protocol
 from indelible.core.entry import IndexColumns, PersonalValue
 
 __all__ = [
+    "AnchorRow",
     "ApiKeyRow",
     "CheckpointRow",
     "EntryQuery",
@@ -72,6 +76,22 @@ class CheckpointRow:
     size: int
     root: bytes
     note: str
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorRow:
+    """Evidence held outside about the checkpoint of ``size``.
+
+    ``kind`` is ``rfc3161`` (``authority`` = the TSA's URL, ``evidence`` = the DER
+    TimeStampResp) or ``cosignature`` (``authority`` = the witness key id ``name+hash``,
+    ``evidence`` = the UTF-8 cosignature line).
+    """
+
+    size: int
+    kind: str
+    authority: str
+    evidence: bytes
     created_at_ms: int
 
 
@@ -162,6 +182,18 @@ class Store(Protocol):
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None: ...
     def get_checkpoint(self, log_id: int, size: int) -> CheckpointRow: ...
     def list_checkpoints(self, log_id: int) -> list[CheckpointRow]: ...
+
+    # ---- anchors
+    def add_anchor(self, log_id: int, row: AnchorRow) -> None: ...
+    def list_anchors(
+        self, log_id: int, *, size: int | None = None, kind: str | None = None
+    ) -> list[AnchorRow]:
+        """Anchors by size, then kind and authority; only those of ``size``/``kind`` if given."""
+        ...
+
+    def latest_anchor(self, log_id: int, kind: str, authority: str) -> AnchorRow | None:
+        """The anchor of the largest size that ``authority`` gave, if any."""
+        ...
 
     # ---- queries
     def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]: ...

@@ -28,7 +28,14 @@ from typing import Any
 
 from indelible.core.entry import IndexColumns, PersonalValue
 from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
-from indelible.storage.base import ApiKeyRow, CheckpointRow, EntryQuery, EntryRow, LogInfo
+from indelible.storage.base import (
+    AnchorRow,
+    ApiKeyRow,
+    CheckpointRow,
+    EntryQuery,
+    EntryRow,
+    LogInfo,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -430,6 +437,43 @@ class SQLiteStore:
         )
         return [CheckpointRow(r[0], bytes(r[1]), r[2], r[3]) for r in rows]
 
+    # ---- anchors
+    def add_anchor(self, log_id: int, row: AnchorRow) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "INSERT INTO anchors (log_id, size, kind, authority, evidence, created_at_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (log_id, row.size, row.kind, row.authority, row.evidence, row.created_at_ms),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot store the {row.kind} anchor of size {row.size}: {exc}"
+                ) from exc
+
+    def list_anchors(
+        self, log_id: int, *, size: int | None = None, kind: str | None = None
+    ) -> list[AnchorRow]:
+        rows = self._reader().execute(
+            f"SELECT {_ANCHOR_COLUMNS} FROM anchors WHERE log_id = ? "
+            "AND (? IS NULL OR size = ?) AND (? IS NULL OR kind = ?) "
+            "ORDER BY size, kind, authority",
+            (log_id, size, size, kind, kind),
+        )
+        return [_anchor_row(row) for row in rows]
+
+    def latest_anchor(self, log_id: int, kind: str, authority: str) -> AnchorRow | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_ANCHOR_COLUMNS} FROM anchors "
+                "WHERE log_id = ? AND kind = ? AND authority = ? ORDER BY size DESC LIMIT 1",
+                (log_id, kind, authority),
+            )
+            .fetchone()
+        )
+        return None if row is None else _anchor_row(row)
+
     # ---- queries
     def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]:
         where, params = _where(log_id, query)
@@ -548,6 +592,13 @@ class SQLiteStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+
+
+_ANCHOR_COLUMNS = "size, kind, authority, evidence, created_at_ms"
+
+
+def _anchor_row(row: Sequence[Any]) -> AnchorRow:
+    return AnchorRow(row[0], row[1], row[2], bytes(row[3]), row[4])
 
 
 def _key_row(row: Sequence[Any]) -> ApiKeyRow:

@@ -103,12 +103,32 @@ ROUTES: list[tuple[str, str, Permission, dict[str, Any]]] = [
     ("PATCH", "/v1/settings", Permission.MANAGE, {"json": {"require_read_reason": False}}),
     ("GET", "/v1/tenants", Permission.TENANTS, {}),
     ("POST", "/v1/tenants", Permission.TENANTS, {"json": {"name": "gamma"}}),
+    ("GET", "/v1/proofs/inclusion", Permission.EVIDENCE, {"params": {"seq": 0}}),
+    ("GET", "/v1/proofs/consistency", Permission.EVIDENCE, {"params": {"old": 1}}),
+    ("GET", "/v1/anchors", Permission.EVIDENCE, {}),
+    ("GET", "/v1/leaves/{seq}", Permission.READ, {}),
+    (
+        "POST",
+        "/v1/exports",
+        Permission.EXPORT,
+        {"json": {"target_type": "invoice", "target_id": "INV-1", "reason": "matrix"}},
+    ),
+    ("GET", "/tlog/{tenant}/checkpoint", Permission.EVIDENCE, {}),
+    ("GET", "/tlog/{tenant}/tile/{path}", Permission.EVIDENCE, {}),  # a hash tile
+    ("GET", "/tlog/{tenant}/tile/entries/000.p/3", Permission.READ, {}),  # an entry bundle
+    # Public by nature: every role (and no key at all) may read it.
+    ("GET", "/.well-known/indelible/{tenant}/vkey", Permission.EVIDENCE, {}),
 ]
 
 
-def fill(path: str, *, event_id: str, key_id: str, entity: tuple[str, str]) -> str:
+def fill(
+    path: str, *, event_id: str, key_id: str, entity: tuple[str, str], tenant: str = "acme"
+) -> str:
     return (
-        path.replace("{event_id}", event_id)
+        path.replace("{tenant}", tenant)
+        .replace("{path}", "0/000.p/3")
+        .replace("{seq}", "0")
+        .replace("{event_id}", event_id)
         .replace("{key_id}", key_id)
         .replace("{entity_type}", entity[0])
         .replace("{entity_id}", entity[1])
@@ -195,6 +215,7 @@ async def test_no_route_shows_one_tenant_anything_of_another(tenants: Tenants) -
                 event_id=tenants.beta_event_id,
                 key_id=tenants.beta_key_id,
                 entity=("invoice", "INV-BETA-SECRET"),
+                tenant="beta",
             )
             response = await client.request(method, url, headers=bearer(token), **options)
             for secret in secrets:
@@ -202,6 +223,8 @@ async def test_no_route_shows_one_tenant_anything_of_another(tenants: Tenants) -
             allowed = service.runtime.keys.authenticate(token).allows(permission)
             if allowed and ("{event_id}" in path or "{key_id}" in path):
                 assert_error_shape(response, 404, "not_found")
+            if allowed and path.startswith("/tlog/{tenant}/"):
+                assert_error_shape(response, 403, "forbidden")
     # Filters naming beta's data find nothing, and acme's export holds none of it.
     found = await client.get(
         "/v1/events", params={"target_id": "INV-BETA-SECRET"}, headers=bearer(tenants.acme["admin"])

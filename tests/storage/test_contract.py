@@ -17,7 +17,7 @@ from indelible.core.entry import GENESIS_PREV_HASH, seal
 from indelible.core.event import validate_event
 from indelible.core.tiles import TileAppender
 from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
-from indelible.storage import CheckpointRow, EntryRow, Store, open_store
+from indelible.storage import AnchorRow, CheckpointRow, EntryRow, Store, open_store
 from tests.factories import BASE_MS, billing_event
 
 NOW = BASE_MS + 10_000_000
@@ -165,6 +165,29 @@ def test_checkpoints_are_keyed_by_size(store: Store, log_id: int) -> None:
         store.get_checkpoint(log_id, 5)
 
 
+def test_anchors_are_keyed_by_size_kind_and_authority(store: Store, log_id: int) -> None:
+    for size in (3, 7):
+        store.add_checkpoint(log_id, CheckpointRow(size, bytes([size]) * 32, f"note {size}", NOW))
+    tsa3 = AnchorRow(3, "rfc3161", "http://tsa.example/a", b"\x30\x82token", NOW)
+    wit3 = AnchorRow(3, "cosignature", "w1+01020304", "\u2014 w1 sig\n".encode(), NOW)
+    wit7 = AnchorRow(7, "cosignature", "w1+01020304", b"line 7", NOW + 5)
+    other = AnchorRow(7, "cosignature", "w2+0a0b0c0d", b"line w2", NOW + 6)
+    for row in (wit7, tsa3, other, wit3):
+        store.add_anchor(log_id, row)
+    assert store.list_anchors(log_id) == [wit3, tsa3, wit7, other]
+    assert store.list_anchors(log_id, size=7) == [wit7, other]
+    assert store.list_anchors(log_id, kind="rfc3161") == [tsa3]
+    assert store.latest_anchor(log_id, "cosignature", "w1+01020304") == wit7
+    assert store.latest_anchor(log_id, "rfc3161", "http://elsewhere") is None
+    with pytest.raises(StoreError):  # the same key twice
+        store.add_anchor(log_id, AnchorRow(3, "rfc3161", "http://tsa.example/a", b"x", NOW))
+    with pytest.raises(StoreError):  # no checkpoint of that size
+        store.add_anchor(log_id, AnchorRow(5, "rfc3161", "http://tsa.example/a", b"x", NOW))
+    with pytest.raises(StoreError):  # an unknown kind
+        store.add_anchor(log_id, AnchorRow(3, "gossip", "http://tsa.example/a", b"x", NOW))
+    assert len(store.list_anchors(log_id)) == 4
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -174,6 +197,8 @@ def test_checkpoints_are_keyed_by_size(store: Store, log_id: int) -> None:
         "DELETE FROM entries",
         "UPDATE checkpoints SET note = 'forged'",
         "DELETE FROM checkpoints",
+        "UPDATE anchors SET evidence = x'00'",
+        "DELETE FROM anchors",
     ],
 )
 def test_the_database_refuses_rewrites(
@@ -181,6 +206,7 @@ def test_the_database_refuses_rewrites(
 ) -> None:
     append_rows(store, log_id, make_rows(0, 3, GENESIS_PREV_HASH), TileAppender(0, {}))
     store.add_checkpoint(log_id, CheckpointRow(3, b"\x01" * 32, "note", NOW))
+    store.add_anchor(log_id, AnchorRow(3, "rfc3161", "http://tsa", b"token", NOW))
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         raw(statement)
     assert store.tree_size(log_id) == 3
