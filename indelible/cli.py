@@ -8,6 +8,8 @@ Exit codes: 0 success, 1 verification failed, 2 bad input or usage, 3 operationa
 from __future__ import annotations
 
 import gc
+import getpass
+import hashlib
 import os
 import socket
 import sys
@@ -24,12 +26,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from indelible.config import Settings, load_settings
+from indelible.core.bundle import verify_bundle
+from indelible.core.cosignature import parse_cosigner_vkey
 from indelible.core.event import DEFAULT_LIMITS, parse_batch, validate_batch
 from indelible.core.note import parse_vkey
+from indelible.core.timestamps import format_timestamp, parse_timestamp
 from indelible.errors import ConfigError, IndelibleError, InputError, NotFound, VerificationError
+from indelible.server.runtime import anchor_config
+from indelible.service.anchoring import final_checkpoint
+from indelible.service.audit import AuditWriter, RequestInfo
+from indelible.service.export import ExportRequest, ExportResult, export_bundle
 from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, default_origin, init_log, open_log
 from indelible.service.proofs import consistency_proof, inclusion_proof
+from indelible.service.remote import RemoteLog, check_remote, post_export
 from indelible.service.verify import verify_log
 from indelible.storage import open_store
 
@@ -44,6 +54,10 @@ app = typer.Typer(
 )
 proof_app = typer.Typer(help="Inclusion and consistency proofs.", no_args_is_help=True)
 app.add_typer(proof_app, name="proof")
+witness_cli = typer.Typer(
+    help="A C2SP witness that cosigns other logs' checkpoints.", no_args_is_help=True
+)
+app.add_typer(witness_cli, name="witness")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -197,13 +211,24 @@ def verify(
         typer.Option(help="Verification key to trust (default: the one in the store)."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes for large logs.")] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            help="A running service to check instead: does its log extend each --checkpoint?"
+        ),
+    ] = None,
+    token: TokenOpt = None,
     data: DataOpt = None,
     log: LogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute everything from stored bytes; exit 1 naming the first bad seq."""
-    settings = _settings(data, log)
+    """Recompute everything from stored bytes; exit 1 naming the first bad seq. With
+    --remote, prove instead that a running service's log extends the checkpoints you hold."""
     held = [path.read_text(encoding="utf-8") for path in checkpoint or []]
+    if remote is not None:
+        _verify_remote(RemoteLog(remote, token), held, vkey, as_json)
+        return
+    settings = _settings(data, log)
     with _opened(settings) as opened:
         verifier = parse_vkey(vkey) if vkey else opened.verifier
         size = opened.store.tree_size(opened.info.log_id)
@@ -229,6 +254,23 @@ def verify(
     )
     if vkey is None:
         text += "\nnote: trusted the verification key stored in the log; pass --vkey to pin yours"
+    _emit(as_json, document, text)
+
+
+def _verify_remote(remote: RemoteLog, held: list[str], vkey: str | None, as_json: bool) -> None:
+    if not held:
+        raise InputError("--remote needs at least one --checkpoint you hold")
+    verifier = parse_vkey(vkey) if vkey else remote.vkey()
+    checks = [check_remote(remote, note, verifier) for note in held]
+    latest = checks[-1]
+    text = "\n".join(
+        f"ok: the log at {remote.url} (size {c.latest.size}) extends your checkpoint of "
+        f"size {c.held.size}"
+        for c in checks
+    )
+    if vkey is None:
+        text += "\nnote: trusted the verification key the service sent; pass --vkey to pin yours"
+    document = {"ok": True, **latest.to_dict(), "held_sizes": [c.held.size for c in checks]}
     _emit(as_json, document, text)
 
 
@@ -262,6 +304,204 @@ def proof_consistency(
     with _opened(_settings(data, log)) as opened:
         proof = consistency_proof(opened.store, opened.info, old, new)
     _emit_proof(as_json, proof.to_dict())
+
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="INDELIBLE_TOKEN",
+        help="API key for --url (or INDELIBLE_TOKEN).",
+        show_default=False,
+    ),
+]
+
+
+def _local_exporter() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"id": f"os:{user}", "type": "user", "name": f"{user} (indelible export)"}
+
+
+def _export_local(settings: Settings, wanted: ExportRequest) -> tuple[ExportResult, Receipt]:
+    """Export from the store itself: sign what is integrated, build, record the export."""
+    anchors = anchor_config(settings)
+    with _opened(settings, need_signer=True) as opened:
+        assert opened.signer is not None
+        sequencer = Sequencer(
+            opened.store, opened.info, clock_ms=now_ms, random_bytes=os.urandom
+        )  # takes the write lease: StoreLocked while a server runs (use --url then)
+        try:
+            publisher = Publisher(opened.store, opened.info, opened.signer, clock_ms=now_ms)
+            publisher.publish()
+            final = final_checkpoint(opened.store, opened.info.log_id, anchors)
+            result = export_bundle(
+                opened.store,
+                opened.info,
+                opened.signer,
+                final,
+                wanted,
+                anchors=anchors,
+                clock_ms=now_ms,
+                max_events=settings.max_export_events,
+            )
+            event = AuditWriter(None, clock_ms=now_ms, random_bytes=os.urandom).build(
+                "audit.exported",
+                actor=wanted.exporter,
+                action="export",
+                request=RequestInfo(reason=wanted.reason),
+                target={"type": wanted.target_type, "id": wanted.target_id},
+                data={"query": wanted.query(), "reason": wanted.reason, **result.summary()},
+            )
+            receipt = sequencer.append([event])[0]
+            publisher.publish()
+        finally:
+            sequencer.close()
+    return result, receipt
+
+
+def _time_option(name: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise InputError(f"--{name}: {text!r} is not an RFC 3339 UTC timestamp: {exc}") from None
+
+
+@app.command()
+def export(
+    target_type: Annotated[str, typer.Option(help="Type of the record (e.g. invoice).")],
+    target_id: Annotated[str, typer.Option(help="Id of the record (e.g. INV-1).")],
+    reason: Annotated[str, typer.Option(help="Why the evidence is exported (recorded).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    since: Annotated[str | None, typer.Option(help="From this RFC 3339 UTC time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this RFC 3339 UTC time.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A running service to export from (POST /v1/exports).")
+    ] = None,
+    token: TokenOpt = None,
+    data: DataOpt = None,
+    log: LogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write an evidence bundle for one record: its events, their inclusion proofs against
+    one final checkpoint, its cosignatures and timestamps, and a manifest signed by the log.
+    The export is itself recorded as an audit.exported event."""
+    if not reason.strip():
+        raise InputError("--reason must say why the evidence is exported")
+    since_ms, until_ms = _time_option("since", since), _time_option("until", until)
+    if url is not None:
+        body = {"target_type": target_type, "target_id": target_id, "reason": reason}
+        body.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
+        bundle, summary = post_export(RemoteLog(url, token), body)
+    else:
+        wanted = ExportRequest(
+            target_type, target_id, reason, _local_exporter(), since_ms, until_ms
+        )
+        result, receipt = _export_local(_settings(data, log), wanted)
+        bundle, summary = result.bundle, {**result.summary(), "audit_seq": receipt.seq}
+    _write_new(out_file, bundle)
+    _emit(
+        as_json,
+        {"out": str(out_file), **summary},
+        f"wrote {out_file}: {summary['entries']} events against the checkpoint of size "
+        f"{summary['tree_size']}, sha256 {summary['sha256']}"
+        + (
+            f"\nnote: {summary['not_yet_covered']} newer events are not yet covered by a "
+            "final checkpoint; export again once they are"
+            if summary.get("not_yet_covered")
+            else ""
+        ),
+    )
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably: a temporary file, fsync, then rename."""
+    temporary = path.with_name(path.name + ".partial")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    file: Annotated[Path, typer.Argument(help="The evidence bundle.")],
+    vkey: Annotated[str, typer.Option(help="The log's verification key (C2SP vkey).")],
+    tsa_ca: Annotated[
+        list[Path] | None,
+        typer.Option(help="PEM of roots the timestamp tokens must chain to; repeatable."),
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option(help="A witness's cosigner vkey to check; repeatable.")
+    ] = None,
+    quorum: Annotated[
+        int, typer.Option(help="How many of the --witness keys must have cosigned.")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify an evidence bundle offline with the log's key; exit 1 naming what failed."""
+    from indelible.service.timestamping import load_roots, verify_timestamp
+
+    roots = [root for path in tsa_ca or [] for root in load_roots(path.read_bytes())]
+    witnesses = [parse_cosigner_vkey(text) for text in witness or []]
+    check = None
+    if roots:
+
+        def check(token: bytes, message: bytes) -> dict[str, Any]:
+            info = verify_timestamp(token, message, roots)
+            return {"gen_time": format_timestamp(info.gen_time_ms), "tsa": info.tsa}
+
+    report = verify_bundle(
+        file.read_bytes(),
+        parse_vkey(vkey),
+        check_timestamp=check,
+        witnesses=witnesses,
+        quorum=quorum,
+    )
+    lines = [
+        f"ok: {len(report.events)} events of {report.origin}, each proved in the tree of "
+        f"size {report.tree_size}",
+        f"exported by {report.manifest.get('exported_by')} at "
+        f"{report.manifest.get('exported_at')}: {report.manifest.get('reason')}",
+    ]
+    for stamp in report.timestamps:
+        if stamp["checked"]:
+            lines.append(f"timestamp: {stamp['gen_time']} by {stamp['tsa']}")
+        else:
+            lines.append(f"timestamp by {stamp['authority']}: NOT checked (give --tsa-ca)")
+    lines += [f"cosigned by {name}" for name in report.cosigners]
+    _emit(as_json, {"ok": True, **report.to_dict()}, "\n".join(lines))
+
+
+@app.command()
+def anchors(
+    size: Annotated[int | None, typer.Option(help="Only the checkpoint of this size.")] = None,
+    data: DataOpt = None,
+    log: LogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the timestamp tokens and witness cosignatures held for the log's checkpoints."""
+    with _opened(_settings(data, log)) as opened:
+        rows = opened.store.list_anchors(opened.info.log_id, size=size)
+    listed = [
+        {
+            "size": row.size,
+            "kind": row.kind,
+            "authority": row.authority,
+            "created_at": format_timestamp(row.created_at_ms),
+            "sha256": hashlib.sha256(row.evidence).hexdigest(),
+        }
+        for row in rows
+    ]
+    text = "\n".join(
+        f"{a['size']:>10}  {a['kind']:<11}  {a['created_at']}  {a['authority']}" for a in listed
+    )
+    _emit(as_json, {"anchors": listed}, text or "no anchors yet")
 
 
 HostOpt = Annotated[
@@ -367,6 +607,75 @@ def run(
     if _ensure_log(settings):
         out.print(f"created log {settings.log!r} in {settings.store_url}", markup=False)
     _serve(settings)
+
+
+# ---- indelible witness: a C2SP tlog-witness (its own key and state, in its own directory)
+
+WitnessDataOpt = Annotated[
+    Path, typer.Option("--data", help="The witness's directory (key and state).")
+]
+
+
+@witness_cli.command("init")
+def witness_init(
+    data: WitnessDataOpt,
+    name: Annotated[str, typer.Option("--name", help="Witness name, e.g. witness.example/w1.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the witness's Ed25519 cosigning key (mode 0600); print its cosigner vkey."""
+    from indelible.service.witness import init_witness
+
+    witness = init_witness(data, name, os.urandom)
+    witness.state.close()
+    _emit(
+        as_json,
+        {"name": name, "vkey": witness.vkey, "data": str(data)},
+        f"created witness {name!r} in {data}\ncosigner vkey (publish it): {witness.vkey}",
+    )
+
+
+@witness_cli.command("add-log")
+def witness_add_log(
+    data: WitnessDataOpt,
+    vkey: Annotated[str, typer.Option("--vkey", help="The log's verification key to trust.")],
+    origin: Annotated[
+        str | None, typer.Option(help="The log's checkpoint origin (default: the key's name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trust a log: cosign its checkpoints signed by VKEY."""
+    from indelible.service.witness import open_witness
+
+    witness = open_witness(data)
+    try:
+        trusted = witness.add_log(vkey, origin)
+    finally:
+        witness.state.close()
+    _emit(as_json, {"origin": trusted, "vkey": vkey}, f"trusting {vkey} for origin {trusted}")
+
+
+@witness_cli.command("serve")
+def witness_serve(
+    data: WitnessDataOpt,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8701,
+) -> None:
+    """Serve POST /add-checkpoint (c2sp.org/tlog-witness) until SIGTERM or Ctrl-C."""
+    import uvicorn  # the server extra is imported on demand
+
+    from indelible.server.witness_app import create_witness_app
+    from indelible.service.witness import open_witness
+
+    witness = open_witness(data)
+    try:
+        out.print(f"witness {witness.signer.name!r}, cosigner vkey: {witness.vkey}", markup=False)
+        for origin in witness.state.origins():
+            out.print(f"trusting log {origin}", markup=False)
+        out.print(f"serving add-checkpoint on http://{host}:{port}/add-checkpoint", markup=False)
+        sys.stdout.flush()
+        uvicorn.run(create_witness_app(witness), host=host, port=port, log_level="warning")
+    finally:
+        witness.state.close()
 
 
 def _exit_code(exc: IndelibleError) -> int:

@@ -55,3 +55,21 @@ def _no_indelible_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("INDELIBLE_"):
             monkeypatch.delenv(key)
+
+
+# ---- RFC 3161: real `openssl ts` time-stamping authorities on loopback (tests/tsa.py)
+from tests.tsa import TSA, start_tsa  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TSA]:
+    """A TSA with its own root CA, shared by the session; misbehaves at ``tsa.url_for(mode)``."""
+    with start_tsa(tmp_path_factory.mktemp("tsa"), "test") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def foreign_tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TSA]:
+    """A second, independent TSA under an unrelated root CA (for tamper tests)."""
+    with start_tsa(tmp_path_factory.mktemp("foreign-tsa"), "foreign") as running:
+        yield running

@@ -259,9 +259,7 @@ def _personal(items: Any, seq: int) -> tuple[PersonalValue, ...]:
 
 def _touches(event: dict[str, Any], target: tuple[str, str]) -> bool:
     records = [event.get("target"), *(event.get("related") or [])]
-    return any(
-        isinstance(r, dict) and (r.get("type"), r.get("id")) == target for r in records
-    )
+    return any(isinstance(r, dict) and (r.get("type"), r.get("id")) == target for r in records)
 
 
 def _check_entry(item: Any, cp: Checkpoint, target: tuple[str, str] | None) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from typing import Any
 from indelible.config import Settings
 from indelible.core.event import DEFAULT_LIMITS, Event, Limits
 from indelible.errors import AlreadyExists, ConfigError, FormatError, InputError, StoreError
-from indelible.service.anchoring import AnchorConfig, parse_witnesses
 from indelible.service.access import FailureLimiter, KeyRing
+from indelible.service.anchoring import AnchorConfig, parse_witnesses
 from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo, key_subject
 from indelible.service.hub import Hub, HubOptions
 from indelible.service.ingest import Receipt

@@ -21,7 +21,7 @@ without a key: it is public by nature, and an auditor needs it before anything e
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
@@ -43,8 +43,12 @@ Tenant = Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$
 _MAX_ENTRY = 0xFFFF  # tlog-tiles: an entry in a bundle is at most 65,535 bytes
 _IMMUTABLE = "max-age=31536000, immutable"
 _PARTIAL = "max-age=60"
-_TILE = {200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}}
-_TEXT = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+_TILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+}
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 
 
 async def _tenant(

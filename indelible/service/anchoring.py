@@ -264,9 +264,7 @@ class Anchorer:
         nodes = TileNodes(lambda level, index: self.store.get_tile(log_id, level, index), new)
         return merkle.consistency_proof(old, new, nodes.get_node)
 
-    def _verified_line(
-        self, config: WitnessConfig, latest: CheckpointRow, lines: list[str]
-    ) -> str:
+    def _verified_line(self, config: WitnessConfig, latest: CheckpointRow, lines: list[str]) -> str:
         body = parse_note(latest.note).text
         for line in lines:
             try:

@@ -93,7 +93,9 @@ def _matching(
         rows.extend(page)
         if len(rows) > max_events:
             raise LimitExceeded(
-                f"more than {max_events} events match; narrow the export with since/until"
+                f"more than {max_events} events match; narrow the export with since/until",
+                limit="max_export_events",
+                maximum=max_events,
             )
         if len(page) < _PAGE:
             break

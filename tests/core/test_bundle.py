@@ -138,18 +138,26 @@ def _verify(log: Log, document: dict[str, Any], **options: Any) -> Any:
 
 def test_a_bundle_verifies_offline_and_reports_what_it_proves(log: Log) -> None:
     document = _bundle(log)
-    report = _verify(log, document, witnesses=[WITNESS.verifier(), OTHER_WITNESS.verifier()], quorum=1)
+    report = _verify(
+        log, document, witnesses=[WITNESS.verifier(), OTHER_WITNESS.verifier()], quorum=1
+    )
     assert [event["seq"] for event in report.events] == SEQS
     assert report.origin == "example.com/acme" and report.tree_size >= 30
     assert report.manifest["reason"] == "dispute 2026-114"
     assert report.manifest["query"] == ABOUT["query"]
     assert report.timestamps == [
-        {"authority": "http://tsa.example/", "checked": True, "gen_time": "2026-12-03T10:00:00.000Z"}
+        {
+            "authority": "http://tsa.example/",
+            "checked": True,
+            "gen_time": "2026-12-03T10:00:00.000Z",
+        }
     ]
     assert report.cosigners == [WITNESS.verifier().key_id]
     # Personal values travel with the bundle and are checked against their commitments.
     emails = [c for c in report.events[2]["event"]["changes"] if c["field"] == "email"]
-    assert emails == [{"field": "email", "before": "old11@example.com", "after": "new11@example.com"}]
+    assert emails == [
+        {"field": "email", "before": "old11@example.com", "after": "new11@example.com"}
+    ]
     summary = report.to_dict()
     assert summary["entries"] == 4 and summary["root"] == report.root.hex()
 
@@ -269,7 +277,10 @@ def _manifest(document: dict[str, Any]) -> dict[str, Any]:
         (lambda d: canonical({**d, "extra": 1}), "members must be exactly"),
         (lambda d: canonical({**d, "manifest": 7}), "'manifest' must be a str"),
         (lambda d: canonical({**d, "manifest": "no note"}), "manifest is not signed"),
-        (lambda d: canonical({**d, "checkpoint": d["manifest"]}), "checkpoint is not this log's checkpoint"),
+        (
+            lambda d: canonical({**d, "checkpoint": d["manifest"]}),
+            "checkpoint is not this log's checkpoint",
+        ),
         (lambda d: canonical({**d, "entries": {}}), "'entries' must be a list"),
         (lambda d: canonical({**d, "timestamps": [{"token": 5}]}), "'token' must be a str"),
         (

@@ -85,7 +85,9 @@ async def test_the_checkpoint_is_the_newest_signed_one_and_verifies_with_the_pub
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-cache"
     cp, _ = open_checkpoint(answer.text, parse_vkey(vkey.text.strip()), "example.com/acme")
     assert cp.size >= COUNT
-    assert cp.root == merkle.subtree_root([merkle.leaf_hash(leaf) for leaf in leaves(service, cp.size)])
+    assert cp.root == merkle.subtree_root(
+        [merkle.leaf_hash(leaf) for leaf in leaves(service, cp.size)]
+    )
     assert (await service.client.get("/v1/checkpoint")).text == answer.text
 
 
