@@ -10,6 +10,9 @@ SIGTERM (which must exit 0):
    connection, so the latency is the query's and not a queue's. The log is built before the
    server starts, in process, with the ``Sequencer`` on the data directory ``run`` serves.
 
+Then ``bench.evidence_bench``: ack → published latency on a fresh server, and proof latency
+on the query figure's log, while its server runs (so the log is built once).
+
 The load comes from ``bench.http_load`` in a process of its own. Ingest is set beside
 Tessera's *published* figure (about 10,000 writes/s on NVMe): a number from its authors,
 not measured here. Goals are printed beside the results with PASS/MISS.
@@ -30,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,7 +318,13 @@ def _short(count: int) -> str:
     return f"{count / 1e6:g}M" if count >= 1_000_000 else f"{count / 1e3:g}k"
 
 
-def _query_figure(args: argparse.Namespace, console: Console, data: Path) -> Figure:
+ServerFigures = Callable[[argparse.Namespace, Console, _Server, Path], list[Figure]]
+
+
+def _query_figure(
+    args: argparse.Namespace, console: Console, data: Path, more: ServerFigures
+) -> tuple[Figure, list[Figure]]:
+    """The query figure, then ``more`` figures from the same server on the same log."""
     total = 20_000 if args.quick else 1_000_000
     targets = max(1, total // _EVENTS_PER_TARGET)
     figure = Figure(f"query by target, {_short(total)} events", "p50 < 10 ms")
@@ -336,8 +345,9 @@ def _query_figure(args: argparse.Namespace, console: Console, data: Path) -> Fig
             figure.result = run_load(spec)
             _log_result(console, figure.name, figure.result)
             figure.passed = _clean(figure.result) and figure.result.p50_ms < 10
+        extra = more(args, console, server, data)
     _report_problems(console, server)
-    return figure
+    return figure, extra
 
 
 # ---- output
@@ -404,11 +414,15 @@ def _rows(figures: list[Figure]) -> list[Row]:
 
 
 def http_rows(args: argparse.Namespace, console: Console) -> list[Row]:
-    """Run the three HTTP figures, print their latency table, return their ratio rows."""
+    """Run the HTTP figures, print their latency table, return their ratio rows."""
+    # here, not at the top: bench.evidence_bench builds on this module
+    from bench.evidence_bench import evidence_rows, proof_figures, publish_figures
+
     started = time.perf_counter()
     with fresh_directory(args.workdir, prefix="http-") as root:
-        figures = _ingest_figures(args, console, root / "ingest")
-        figures.append(_query_figure(args, console, root / "query"))
-    _print_latency(console, figures)
+        ingest = _ingest_figures(args, console, root / "ingest")
+        publish = publish_figures(args, console, root / "publish")
+        query, proofs = _query_figure(args, console, root / "query", proof_figures)
+    _print_latency(console, [*ingest, *publish, query, *proofs])
     console.log(f"HTTP figures took {time.perf_counter() - started:.0f}s")
-    return _rows(figures)
+    return _rows([*ingest, query]) + evidence_rows(publish, proofs)
