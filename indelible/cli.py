@@ -30,8 +30,9 @@ from indelible.core.bundle import verify_bundle
 from indelible.core.cosignature import parse_cosigner_vkey
 from indelible.core.event import DEFAULT_LIMITS, parse_batch, validate_batch
 from indelible.core.note import parse_vkey
-from indelible.core.timestamps import format_timestamp, parse_timestamp
+from indelible.core.timestamps import format_timestamp
 from indelible.errors import ConfigError, IndelibleError, InputError, NotFound, VerificationError
+from indelible.server.reads import parse_time
 from indelible.server.runtime import anchor_config
 from indelible.service.anchoring import final_checkpoint
 from indelible.service.audit import AuditWriter, RequestInfo
@@ -362,15 +363,6 @@ def _export_local(settings: Settings, wanted: ExportRequest) -> tuple[ExportResu
     return result, receipt
 
 
-def _time_option(name: str, text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise InputError(f"--{name}: {text!r} is not an RFC 3339 UTC timestamp: {exc}") from None
-
-
 @app.command()
 def export(
     target_type: Annotated[str, typer.Option(help="Type of the record (e.g. invoice).")],
@@ -392,7 +384,7 @@ def export(
     The export is itself recorded as an audit.exported event."""
     if not reason.strip():
         raise InputError("--reason must say why the evidence is exported")
-    since_ms, until_ms = _time_option("since", since), _time_option("until", until)
+    since_ms, until_ms = parse_time("--since", since), parse_time("--until", until)
     if url is not None:
         body = {"target_type": target_type, "target_id": target_id, "reason": reason}
         body.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})

@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from indelible.core.cosignature import parse_cosigner_vkey, verify_cosignature
 from indelible.core.encoding import canonical
 from indelible.core.entry import decode
+from indelible.core.note import parse_note
 from indelible.storage.sqlite import SQLiteStore
 from tests.conftest import CliResult, run_cli
 from tests.factories import billing_event
-from tests.server.test_live import Server, bearer
+from tests.server.test_live import Server, bearer, free_port
 from tests.tsa import TSA
 
 
@@ -277,3 +282,63 @@ def test_a_rolled_back_or_forked_log_is_caught_by_a_client_holding_a_newer_check
         assert "does not extend" in json.loads(forked.stdout)["error"]["message"]
     finally:
         server.stop()
+
+
+def test_a_server_configured_with_a_witness_publishes_cosigned_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, witness_dir = tmp_path / "data", tmp_path / "witness"
+    made = run_cli("init", "--data", str(data), "--origin", "example.com/acme", "--json")
+    log_vkey = json.loads(made.stdout)["vkey"]
+    created = run_cli(
+        "witness", "init", "--data", str(witness_dir), "--name", "w.example/1", "--json"
+    )
+    witness_vkey = json.loads(created.stdout)["vkey"]
+    trusted = run_cli("witness", "add-log", "--data", str(witness_dir), "--vkey", log_vkey)
+    assert trusted.code == 0, trusted.stderr
+    port = free_port()
+    witness = subprocess.Popen(
+        [sys.executable, "-m", "indelible.cli", "witness", "serve", "--data", str(witness_dir),
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        monkeypatch.setenv("INDELIBLE_WITNESSES", f"http://127.0.0.1:{port} {witness_vkey}")
+        monkeypatch.setenv("INDELIBLE_WITNESS_QUORUM", "1")
+        _wait_for_port(port, witness)
+        server = Server(data)
+        token = server.admin_key()
+        assert token is not None
+        try:
+            _post(server, token, events(0, 10))
+            note = _checkpoint_of(server, token, 10)
+            assert len(parse_note(note).signatures) == 2, note  # the log's and the witness's
+            body = parse_note(note).text
+            verify_cosignature(
+                body, note.splitlines(keepends=True)[-1], parse_cosigner_vkey(witness_vkey)
+            )
+            tlog = httpx.get(f"{server.base}/tlog/default/checkpoint", headers=bearer(token))
+            assert tlog.text == note
+            anchors = httpx.get(f"{server.base}/v1/anchors", headers=bearer(token)).json()
+            assert [a["kind"] for a in anchors["anchors"]] == ["cosignature"]
+        finally:
+            server.stop()
+    finally:
+        witness.terminate()
+        witness.communicate(timeout=10)
+    listed = run_cli("anchors", "--data", str(data), "--json")
+    rows = json.loads(listed.stdout)["anchors"]
+    assert rows and {row["kind"] for row in rows} == {"cosignature"}
+    assert all(row["authority"] == parse_cosigner_vkey(witness_vkey).key_id for row in rows)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the witness never listened")

@@ -35,7 +35,7 @@ from indelible import errors
 from indelible.core import merkle
 from indelible.core import note as notes
 from indelible.core.checkpoint import Checkpoint, open_checkpoint
-from indelible.core.cosignature import CosignatureVerifier, verify_cosignature
+from indelible.core.cosignature import CosignatureVerifier, cosigned_by
 from indelible.core.encoding import canonical
 from indelible.core.entry import PersonalValue, decode
 from indelible.core.jsonparse import parse_json
@@ -346,15 +346,9 @@ def _check_cosignatures(
     # 6. Cosignatures by the given witnesses over this checkpoint; at least ``quorum``.
     lines = _field(document, "cosignatures", list, "bundle")
     body = notes.parse_note(note).text
-    cosigners: list[str] = []
-    for witness in witnesses:
-        for line in lines:
-            try:
-                verify_cosignature(body, line, witness)
-            except errors.IndelibleError:
-                continue
-            cosigners.append(witness.key_id)
-            break
+    if any(type(line) is not str for line in lines):
+        raise _fail("'cosignatures' must be a list of strings")
+    cosigners = list(cosigned_by(body, lines, witnesses))
     if len(cosigners) < quorum:
         raise errors.SignatureError(
             f"the checkpoint of size {cp.size} is cosigned by {len(cosigners)} of the given "

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from indelible.core.timestamps import format_timestamp, parse_timestamp
-from indelible.errors import InputError, NotFound
+from indelible.core.timestamps import format_timestamp
+from indelible.errors import NotFound
 from indelible.server.api import json_response
 from indelible.server.auth import authorized, request_info, runtime_of
 from indelible.server.docs import errors
-from indelible.server.reads import audited_read, refuse_unknown
+from indelible.server.reads import audited_read, parse_time, refuse_unknown
 from indelible.service import proofs
 from indelible.service.access import Permission, Principal
 from indelible.service.export import ExportRequest, export_bundle
@@ -186,15 +186,6 @@ class NewExport(BaseModel):
     until: _Time = None
 
 
-def _time_ms(name: str, text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise InputError(f"{name}: {text!r} is not an RFC 3339 UTC timestamp: {exc}") from None
-
-
 @router.post(
     "/v1/exports",
     responses={200: _JSON, **errors(400, 401, 403, 404, 413, 422, 429, 503)},
@@ -212,8 +203,8 @@ async def export(request: Request, principal: EXPORT, body: NewExport) -> Respon
         target_id=body.target_id,
         reason=body.reason,
         exporter=principal.actor(),
-        since_ms=_time_ms("since", body.since),
-        until_ms=_time_ms("until", body.until),
+        since_ms=parse_time("since", body.since),
+        until_ms=parse_time("until", body.until),
     )
     served = _served(request, principal)
     signer = served.opened.signer

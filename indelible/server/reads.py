@@ -38,7 +38,7 @@ from indelible.service.logs import open_log
 from indelible.service.verify import verify_log
 from indelible.storage.base import EntryRow
 
-__all__ = ["router"]
+__all__ = ["audited_read", "parse_time", "refuse_unknown", "router"]
 
 router = APIRouter()
 T = TypeVar("T")
@@ -81,7 +81,8 @@ def refuse_unknown(request: Request, allowed: frozenset[str]) -> None:
         raise InputError(f"query parameter {repeated[0]!r} is given more than once")
 
 
-def _time(name: str, text: str | None) -> int | None:
+def parse_time(name: str, text: str | None) -> int | None:
+    """An optional RFC 3339 UTC time parameter as epoch ms (``InputError`` naming it)."""
     if text is None:
         return None
     try:
@@ -130,10 +131,10 @@ def event_filter(
         outcome=outcome,
         request_id=request_id,
         ip=ip,
-        occurred_from_ms=_time("occurred_from", occurred_from),
-        occurred_to_ms=_time("occurred_to", occurred_to),
-        received_from_ms=_time("received_from", received_from),
-        received_to_ms=_time("received_to", received_to),
+        occurred_from_ms=parse_time("occurred_from", occurred_from),
+        occurred_to_ms=parse_time("occurred_to", occurred_to),
+        received_from_ms=parse_time("received_from", received_from),
+        received_to_ms=parse_time("received_to", received_to),
     )
     selection.to_query()  # refuses a bad event_type or an inverted range now, as a 400
     return selection
@@ -384,7 +385,7 @@ async def entity_state(
     and every gap found."""
     refuse_unknown(request, frozenset({"at"}))
     runtime = runtime_of(request)
-    at_ms = _time("at", at)
+    at_ms = parse_time("at", at)
     if at_ms is None:
         at_ms = runtime.clock_ms()
     report = await audited_read(

@@ -76,8 +76,8 @@ def parse_witnesses(text: str) -> tuple[WitnessConfig, ...]:
         if len(pieces) != 2 or not pieces[0].startswith(("http://", "https://")):
             raise FormatError(f"a witness is 'URL VKEY', not {item!r}")
         out.append(WitnessConfig(pieces[0].rstrip("/"), parse_cosigner_vkey(pieces[1])))
-    if len({w.key_id for w in out}) != len(out):
-        raise FormatError("the same witness key is listed twice")
+    if len({w.verifier.public_key for w in out}) != len(out):
+        raise FormatError("a witness key is listed twice (under one name or two)")
     return tuple(out)
 
 

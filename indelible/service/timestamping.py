@@ -17,8 +17,8 @@ module checks what it leaves out or reports too vaguely to act on:
   naming the check;
 - it takes any SHA-2 imprint; the checkpoint imprint must be SHA-256.
 
-It does not check the ESS signingCertificate attribute of the token, and neither does this
-module: the signature must verify with the key of the certificate that chains to a root.
+- it does not check the ESS signing-certificate attribute (RFC 3161 §2.4.1, RFC 5816), which
+  binds the signature to the certificate it names, so that is checked here after the signature.
 """
 
 from __future__ import annotations
@@ -66,6 +66,16 @@ MAX_REPLY_BYTES = 64 * 1024
 """A longer reply is refused: real tokens with a certificate chain are a few KiB."""
 
 _SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
+# OIDs as their DER content octets
+_ESS_V1 = bytes.fromhex("2a864886f70d010910020c")  # id-aa-signingCertificate, RFC 2634 §5.4
+_ESS_V2 = bytes.fromhex("2a864886f70d010910022f")  # id-aa-signingCertificateV2, RFC 5035 §3
+_ESS_HASHES = {  # ESSCertIDv2.hashAlgorithm -> hashlib name
+    bytes.fromhex("608648016503040201"): "sha256",
+    bytes.fromhex("608648016503040202"): "sha384",
+    bytes.fromhex("608648016503040203"): "sha512",
+}
+_Element = tuple[int, int, int, int]
+"""(tag, start of element, start of content, end) in some DER bytes."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_CHAIN = 8
 _STATUS = {
@@ -240,6 +250,7 @@ def verify_timestamp(response: bytes, message: bytes, roots: Sequence[bytes]) ->
                 "timestamp token covers other bytes than this checkpoint (message imprint)"
             )
         _check_signature(reply, message, trusted)  # 6.
+        _check_signing_certificate(response, signer)  # 7.
         info = TimestampInfo(
             gen_time_ms=(gen_time - _EPOCH) // timedelta(milliseconds=1),
             serial=tst.serial_number,
@@ -370,6 +381,88 @@ def _check_signature(
         builder.build().verify_message(reply, message)
 
 
+def _check_signing_certificate(response: bytes, signer: x509.Certificate) -> None:
+    """7. RFC 3161 §2.4.1 with RFC 5816 §2.2.1: the signed attributes name the signing
+    certificate in one ESS SigningCertificateV2 (RFC 5035 §3) or SigningCertificate (RFC 2634
+    §5.4) attribute; V2, the algorithm-agile one, is the one checked when both are present.
+    RFC 5035 §3: its first ESSCertID(v2) is the certificate that verified the signature, which
+    is invalid if certHash does not match, and so is a token whose issuerSerial does not."""
+    with _failing_as("timestamp token's ESS signing certificate attribute is malformed"):
+        v2, value = _ess_attribute(_signed_attributes(response))
+        algorithm, cert_hash, issuer_serial = _first_cert_id(value, v2=v2)
+        mismatch = None
+        if hashlib.new(algorithm, signer.public_bytes(Encoding.DER)).digest() != cert_hash:
+            mismatch = f"{algorithm} certHash"
+        elif issuer_serial is not None and not _names(value, issuer_serial, signer):
+            mismatch = "issuerSerial"
+    if mismatch is not None:
+        attribute = "signingCertificateV2" if v2 else "signingCertificate"
+        raise TimestampError(
+            "timestamp token's ESS signing certificate is not the certificate that signed it "
+            f"({attribute} {mismatch})"
+        )
+
+
+def _ess_attribute(attributes: list[tuple[bytes, list[bytes]]]) -> tuple[bool, bytes]:
+    """(whether it is V2, the DER of its value) of the ESS signing-certificate attribute."""
+    for oid in (_ESS_V2, _ESS_V1):
+        found = [values for key, values in attributes if key == oid]
+        if not found:
+            continue
+        if len(found) != 1 or len(found[0]) != 1:
+            raise TimestampError(
+                "timestamp token names its signing certificate more than once (ESS "
+                "signingCertificate attribute or value repeated)"
+            )
+        return oid == _ESS_V2, found[0][0]
+    raise TimestampError(
+        "timestamp token does not name its signing certificate (ESS signingCertificate)"
+    )
+
+
+def _first_cert_id(value: bytes, *, v2: bool) -> tuple[str, bytes, _Element | None]:
+    """(hashlib name, certHash, issuerSerial if present) of the first ESSCertID(v2) in the
+    DER of a SigningCertificate(V2) value: SEQUENCE { certs SEQUENCE OF ESSCertID(v2), ... },
+    ESSCertID ::= SEQUENCE { certHash, issuerSerial OPTIONAL }, ESSCertIDv2 the same after
+    hashAlgorithm DEFAULT sha256."""
+    (whole,) = _children(value, 0, len(value))
+    certs = _items(value, _items(value, whole)[0])
+    fields = _items(value, certs[0])
+    algorithm = "sha256" if v2 else "sha1"
+    if v2 and fields and fields[0][0] == 0x30:
+        algorithm, fields = _hash_name(value, fields[0]), fields[1:]
+    cert_hash, *rest = fields
+    if cert_hash[0] != 0x04 or len(rest) > 1 or any(f[0] != 0x30 for f in rest):
+        raise ValueError("ESSCertID is not { certHash OCTET STRING, issuerSerial OPTIONAL }")
+    return algorithm, value[cert_hash[2] : cert_hash[3]], rest[0] if rest else None
+
+
+def _hash_name(data: bytes, algorithm: _Element) -> str:
+    """The hashlib name of an ESSCertIDv2 hashAlgorithm (parameters absent or NULL)."""
+    oid, *parameters = _items(data, algorithm)
+    if oid[0] != 0x06 or len(parameters) > 1 or any(p[0] != 0x05 for p in parameters):
+        raise ValueError("hashAlgorithm is not an AlgorithmIdentifier of a hash")
+    name = _ESS_HASHES.get(data[oid[2] : oid[3]])
+    if name is None:
+        raise TimestampError(
+            "timestamp token's ESS signing certificate is hashed with an unsupported "
+            "algorithm (SHA-256, SHA-384 or SHA-512 are)"
+        )
+    return name
+
+
+def _names(data: bytes, issuer_serial: _Element, certificate: x509.Certificate) -> bool:
+    """IssuerSerial ::= SEQUENCE { issuer GeneralNames, serialNumber INTEGER } names
+    ``certificate``: its one GeneralName is directoryName [4] of the certificate's issuer."""
+    names, serial = _items(data, issuer_serial)
+    if serial[0] != 0x02:
+        raise ValueError("IssuerSerial.serialNumber is not an INTEGER")
+    issuer = [(n[0], data[n[2] : n[3]]) for n in _items(data, names)]
+    number = int.from_bytes(data[serial[2] : serial[3]], "big", signed=True)
+    expected = (0xA4, certificate.issuer.public_bytes())
+    return issuer == [expected] and number == certificate.serial_number
+
+
 # ---- DER, as little as needed
 
 
@@ -394,14 +487,48 @@ def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
     return data[at], start, start + first
 
 
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+def _children(data: bytes, start: int, end: int) -> list[_Element]:
     """(tag, start of element, start of content, end) of each element in data[start:end]."""
-    out: list[tuple[int, int, int, int]] = []
+    out: list[_Element] = []
     while start < end:
         tag, content, stop = _tlv(data, start)
         out.append((tag, start, content, stop))
         start = stop
     return out
+
+
+def _items(data: bytes, element: _Element, tag: int = 0x30) -> list[_Element]:
+    """The elements inside ``element``, which must have ``tag`` (a SEQUENCE unless told)."""
+    if element[0] != tag:
+        raise ValueError(f"expected DER tag {tag:#04x}, found {element[0]:#04x}")
+    return _children(data, element[2], element[3])
+
+
+def _signed_data_fields(der: bytes) -> list[_Element]:
+    """The fields of the SignedData (RFC 5652 §5.1) in a DER TimeStampResp (RFC 3161 §2.4.2);
+    ValueError or IndexError if it is not shaped so."""
+    _, start, end = _tlv(der, 0)
+    token = _children(der, start, end)[1]  # TimeStampResp { status, timeStampToken }
+    wrapper = _children(der, token[2], token[3])[1]  # ContentInfo { type, [0] content }
+    signed_data = _children(der, wrapper[2], wrapper[3])[0]
+    return _children(der, signed_data[2], signed_data[3])
+
+
+def _signed_attributes(der: bytes) -> list[tuple[bytes, list[bytes]]]:
+    """(type OID content octets, DER of each value) of each signed attribute of the one
+    SignerInfo (RFC 5652 §5.3) in a DER TimeStampResp."""
+    (signer_info,) = _items(der, _signed_data_fields(der)[-1], 0x31)  # signerInfos SET OF
+    signed = [f for f in _items(der, signer_info) if f[0] == 0xA0]  # [0] IMPLICIT signedAttrs
+    if len(signed) != 1:
+        raise ValueError("the SignerInfo has no signed attributes")
+    attributes = []
+    for attribute in _items(der, signed[0], 0xA0):
+        oid, values = _items(der, attribute)  # Attribute { attrType, attrValues SET OF }
+        if oid[0] != 0x06:
+            raise ValueError("an attribute type is not an OBJECT IDENTIFIER")
+        found = [der[v[1] : v[3]] for v in _items(der, values, 0x31)]
+        attributes.append((der[oid[2] : oid[3]], found))
+    return attributes
 
 
 def _sorted_certificates(der: bytes) -> bytes:
@@ -411,11 +538,7 @@ def _sorted_certificates(der: bytes) -> bytes:
     their order changes. Anything that is not shaped as expected is returned unchanged,
     for the parser to judge."""
     try:
-        _, start, end = _tlv(der, 0)
-        token = _children(der, start, end)[1]  # TimeStampResp { status, timeStampToken }
-        wrapper = _children(der, token[2], token[3])[1]  # ContentInfo { type, [0] content }
-        signed_data = _children(der, wrapper[2], wrapper[3])[0]
-        fields = _children(der, signed_data[2], signed_data[3])
+        fields = _signed_data_fields(der)
         certificates = next(f for f in fields if f[0] == 0xA0)  # [0] IMPLICIT SET OF
         items = sorted(der[a:z] for _, a, _, z in _children(der, certificates[2], certificates[3]))
     except (ValueError, IndexError, StopIteration):

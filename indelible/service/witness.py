@@ -9,8 +9,8 @@ refusal is an exception whose class names the HTTP status the spec requires
 **Client side.** :func:`submit_checkpoint` sends a checkpoint and a consistency proof to a
 witness and returns the cosignature lines it answered; a 409 becomes :class:`WitnessConflict`
 carrying the size the witness holds, so the log can retry with a proof from that size (or
-learn that its own store was rolled back). :class:`WitnessPolicy` says whether a checkpoint
-carries valid cosignatures from k of n distinct witnesses.
+learn that its own store was rolled back). Which checkpoints are final (k of n witnesses) is
+:mod:`indelible.service.anchoring`'s part.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,7 @@ from indelible.core import note as notes
 from indelible.core.checkpoint import parse_checkpoint
 from indelible.core.cosignature import (
     CosignatureSigner,
-    CosignatureVerifier,
     cosign,
-    cosigned_by,
     format_add_checkpoint,
     format_cosigner_skey,
     format_cosigner_vkey,
@@ -57,7 +54,6 @@ __all__ = [
     "UntrustedCheckpoint",
     "Witness",
     "WitnessConflict",
-    "WitnessPolicy",
     "init_witness",
     "open_witness",
     "submit_checkpoint",
@@ -371,27 +367,3 @@ def _refusal(url: str, exc: urllib.error.HTTPError) -> errors.IndelibleError:
         url=url,
         status=exc.code,
     )
-
-
-@dataclass(frozen=True)
-class WitnessPolicy:
-    """A checkpoint is trusted once ``quorum`` of these distinct witnesses cosigned it."""
-
-    witnesses: tuple[CosignatureVerifier, ...]
-    quorum: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.quorum <= len(self.witnesses):
-            raise errors.FormatError(
-                f"a quorum of {self.quorum} needs 1 to {len(self.witnesses)} witnesses"
-            )
-        if len({w.public_key for w in self.witnesses}) != len(self.witnesses):
-            raise errors.FormatError("a witness key is listed twice (under one name or two)")
-
-    def cosigners(self, body: str, lines: Iterable[str]) -> dict[str, int]:
-        """``{key_id: timestamp}`` of the witnesses with a valid cosignature of ``body``."""
-        return cosigned_by(body, lines, self.witnesses)
-
-    def satisfied(self, body: str, lines: Iterable[str]) -> bool:
-        """True if at least ``quorum`` distinct witnesses validly cosigned ``body``."""
-        return len(self.cosigners(body, lines)) >= self.quorum

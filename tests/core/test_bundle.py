@@ -282,6 +282,7 @@ def _manifest(document: dict[str, Any]) -> dict[str, Any]:
             "checkpoint is not this log's checkpoint",
         ),
         (lambda d: canonical({**d, "entries": {}}), "'entries' must be a list"),
+        (lambda d: canonical({**d, "cosignatures": [7]}), "list of strings"),
         (lambda d: canonical({**d, "timestamps": [{"token": 5}]}), "'token' must be a str"),
         (
             lambda d: canonical({**d, "timestamps": [{"authority": "x"}]}),

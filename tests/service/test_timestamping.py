@@ -5,10 +5,14 @@ Tokens are asked for once per module; every tamper test starts from that genuine
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from indelible.errors import FormatError, TimestampError, UpstreamError
 from indelible.service.timestamping import (
@@ -40,6 +44,145 @@ def oid_der(dotted: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
         content += bytes(reversed(chunk))
     return bytes([0x06, len(content)]) + bytes(content)
+
+
+SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"  # id-aa-signingCertificate, RFC 2634
+SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"  # id-aa-signingCertificateV2, RFC 5035
+HASH_OIDS = {
+    "sha1": "1.3.14.3.2.26",
+    "md5": "1.2.840.113549.2.5",
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+}
+
+
+# ---- DER, independently of the module under test: just enough to rewrite a SignerInfo
+
+
+def der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def parse(element: bytes) -> tuple[int, bytes]:
+    """(tag, content) of one DER element (definite lengths, low tags)."""
+    size, at = element[1], 2
+    if size & 0x80:
+        at += size & 0x7F
+        size = int.from_bytes(element[2:at], "big")
+    assert at + size == len(element)
+    return element[0], element[at:]
+
+
+def split(content: bytes) -> list[bytes]:
+    """The DER elements one after another in ``content``."""
+    out = []
+    while content:
+        size, at = content[1], 2
+        if size & 0x80:
+            at += size & 0x7F
+            size = int.from_bytes(content[2:at], "big")
+        out.append(content[: at + size])
+        content = content[at + size :]
+    return out
+
+
+def rewrite(element: bytes, path: Sequence[int], edit: Callable[[bytes], bytes]) -> bytes:
+    """``element`` with its descendant at ``path`` (child indexes) replaced by ``edit`` of
+    it, every enclosing length re-encoded."""
+    if not path:
+        return edit(element)
+    tag, content = parse(element)
+    children = split(content)
+    children[path[0]] = rewrite(children[path[0]], path[1:], edit)
+    return der(tag, b"".join(children))
+
+
+# TimeStampResp.timeStampToken, ContentInfo [0], SignedData, signerInfos (last), the SignerInfo
+SIGNER_INFO = (1, 1, 0, -1, 0)
+
+
+def signed_attributes(response: bytes) -> list[bytes]:
+    found: list[bytes] = []
+
+    def keep(signer_info: bytes) -> bytes:
+        attrs = split(parse(signer_info)[1])[3]
+        assert attrs[0] == 0xA0  # [0] IMPLICIT signedAttrs
+        found.extend(split(parse(attrs)[1]))
+        return signer_info
+
+    rewrite(response, SIGNER_INFO, keep)
+    return found
+
+
+def attribute_type(attribute: bytes) -> bytes:
+    return split(parse(attribute)[1])[0]
+
+
+def resign_attributes(
+    response: bytes, key: ec.EllipticCurvePrivateKey, edit: Callable[[list[bytes]], list[bytes]]
+) -> bytes:
+    """The genuine ``response`` with its signed attributes passed through ``edit`` and the
+    SignerInfo signed again with ``key`` (RFC 5652 §5.4: over the DER SET OF attributes)."""
+
+    def resign(signer_info: bytes) -> bytes:
+        tag, content = parse(signer_info)
+        fields = split(content)
+        assert len(fields) == 6 and fields[3][0] == 0xA0  # no unsignedAttrs
+        attributes = b"".join(sorted(edit(split(parse(fields[3])[1]))))  # DER SET OF order
+        signature = key.sign(der(0x31, attributes), ec.ECDSA(hashes.SHA256()))
+        fields[3], fields[5] = der(0xA0, attributes), der(0x04, signature)
+        return der(tag, b"".join(fields))
+
+    return rewrite(response, SIGNER_INFO, resign)
+
+
+def without_ess(attributes: list[bytes]) -> list[bytes]:
+    ess = {oid_der(SIGNING_CERTIFICATE), oid_der(SIGNING_CERTIFICATE_V2)}
+    return [a for a in attributes if attribute_type(a) not in ess]
+
+
+def cert_id(certificate: bytes, hash_name: str, *, algorithm: bool, serial: bytes = b"") -> bytes:
+    """ESSCertID(v2) { [hashAlgorithm,] certHash, [issuerSerial] } of a DER certificate."""
+    alg = der(0x30, oid_der(HASH_OIDS[hash_name])) if algorithm else b""
+    return der(0x30, alg + der(0x04, hashlib.new(hash_name, certificate).digest()) + serial)
+
+
+def issuer_serial(issuer: x509.Name, serial: int) -> bytes:
+    """IssuerSerial { issuer GeneralNames { directoryName [4] }, serialNumber }."""
+    number = serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True)
+    return der(0x30, der(0x30, der(0xA4, issuer.public_bytes())) + der(0x02, number))
+
+
+def ess(oid: str, *cert_ids: bytes) -> bytes:
+    """The Attribute { oid, SET { SigningCertificate(V2) { certs SEQUENCE OF ... } } }."""
+    return der(0x30, oid_der(oid) + der(0x31, der(0x30, der(0x30, b"".join(cert_ids)))))
+
+
+@pytest.fixture(scope="module")
+def tsa_key(tsa: TSA) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key((tsa.dir / "tsa.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+@pytest.fixture(scope="module")
+def signer(tsa: TSA) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((tsa.dir / "tsa.pem").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def other(tsa: TSA) -> x509.Certificate:
+    """Another certificate from the same issuing CA (the one without an EKU)."""
+    return x509.load_pem_x509_certificate((tsa.dir / "no_eku.pem").read_bytes())
+
+
+def as_der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 @pytest.fixture(scope="module")
@@ -157,21 +300,250 @@ def test_root_that_is_not_a_certificate_is_refused(token: bytes) -> None:
 # ---- the TSA certificate's extended key usage (RFC 3161 §2.3)
 
 
-def test_resigned_token_verifies_when_the_signer_has_the_eku(tsa: TSA, token: bytes) -> None:
-    # control for the next test: `openssl cms -sign` by the genuine TSA certificate yields a
-    # token that verifies (rfc3161-client does not require the ESS signingCertificate
-    # attribute, which cms -sign leaves out), so a refusal below is the certificate's doing
-    info = verify_timestamp(tsa.resign(token, "tsa"), NOTE, [tsa.ca_der])
-    assert info.tsa == tsa.tsa_subject
-
-
-@pytest.mark.parametrize("signer", ["no_eku", "soft_eku"])
+@pytest.mark.parametrize("signer_name", ["no_eku", "soft_eku"])
 def test_signer_without_critical_timestamping_eku_is_refused(
-    tsa: TSA, token: bytes, signer: str
+    tsa: TSA, token: bytes, signer_name: str
 ) -> None:
-    forged = tsa.resign(token, signer)  # same CA, same TSTInfo, valid signature
+    # same CA, same TSTInfo, valid signature (but no ESS attribute: the EKU is checked first)
+    forged = tsa.resign(token, signer_name)
     with pytest.raises(TimestampError, match="lacks the critical timeStamping extended key"):
         verify_timestamp(forged, NOTE, [tsa.ca_der])
+
+
+# ---- the ESS signing-certificate attribute (RFC 3161 §2.4.1, RFC 5035, RFC 5816)
+
+
+def test_openssl_names_its_signer_in_signing_certificate_v2_with_default_sha256(
+    tsa: TSA, token: bytes, signer: x509.Certificate
+) -> None:
+    # what `openssl ts -reply` writes with ess_cert_id_alg = sha256: one signingCertificateV2,
+    # hashAlgorithm left to its DEFAULT, no issuerSerial; no v1 attribute - and it verifies
+    expected = ess(SIGNING_CERTIFICATE_V2, cert_id(as_der(signer), "sha256", algorithm=False))
+    types = [attribute_type(a) for a in signed_attributes(token)]
+    assert oid_der(SIGNING_CERTIFICATE) not in types
+    assert [a for a in signed_attributes(token) if a == expected] == [expected]
+    assert verify_timestamp(token, NOTE, [tsa.ca_der]).tsa == tsa.tsa_subject
+
+
+def test_token_resigned_with_its_own_signed_attributes_verifies(
+    tsa: TSA, token: bytes, tsa_key: ec.EllipticCurvePrivateKey
+) -> None:
+    # control for the tests below: the re-signing itself yields a valid token
+    resigned = resign_attributes(token, tsa_key, lambda attributes: attributes)
+    assert resigned != token  # a fresh ECDSA signature
+    assert verify_timestamp(resigned, NOTE, [tsa.ca_der]).tsa == tsa.tsa_subject
+
+
+def test_token_resigned_by_openssl_cms_without_ess_attribute_is_refused(
+    tsa: TSA, token: bytes
+) -> None:
+    # `openssl cms -sign` by the genuine TSA certificate: valid signature, chain and EKU, but
+    # no signingCertificate(V2) attribute, which RFC 3161 §2.4.1 requires
+    with pytest.raises(TimestampError, match=r"does not name its signing certificate \(ESS"):
+        verify_timestamp(tsa.resign(token, "tsa"), NOTE, [tsa.ca_der])
+
+
+def test_token_whose_ess_attribute_was_removed_is_refused(
+    tsa: TSA, token: bytes, tsa_key: ec.EllipticCurvePrivateKey
+) -> None:
+    stripped = resign_attributes(token, tsa_key, without_ess)
+    with pytest.raises(TimestampError, match=r"does not name its signing certificate \(ESS"):
+        verify_timestamp(stripped, NOTE, [tsa.ca_der])
+
+
+def _v2(*ids: bytes) -> bytes:
+    return ess(SIGNING_CERTIFICATE_V2, *ids)
+
+
+def _v1(*ids: bytes) -> bytes:
+    return ess(SIGNING_CERTIFICATE, *ids)
+
+
+# each builds the ESS attributes from (signer, other certificate)
+EssBuilder = Callable[[x509.Certificate, x509.Certificate], list[bytes]]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda s, o: [_v1(cert_id(as_der(s), "sha1", algorithm=False))], id="v1-sha1"),
+        pytest.param(
+            lambda s, o: [_v2(cert_id(as_der(s), "sha256", algorithm=True))], id="v2-sha256-stated"
+        ),
+        pytest.param(
+            lambda s, o: [_v2(cert_id(as_der(s), "sha384", algorithm=True))], id="v2-sha384"
+        ),
+        pytest.param(
+            lambda s, o: [_v2(cert_id(as_der(s), "sha512", algorithm=True))], id="v2-sha512"
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(
+                    cert_id(
+                        as_der(s),
+                        "sha256",
+                        algorithm=False,
+                        serial=issuer_serial(s.issuer, s.serial_number),
+                    )
+                )
+            ],
+            id="v2-with-issuer-serial",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(cert_id(as_der(s), "sha256", algorithm=False)),
+                _v1(cert_id(as_der(o), "sha1", algorithm=False)),
+            ],
+            id="both-v2-takes-precedence",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(
+                    cert_id(as_der(s), "sha256", algorithm=False),
+                    cert_id(as_der(o), "sha256", algorithm=False),
+                )
+            ],
+            id="the-first-cert-id-is-the-signer",
+        ),
+    ],
+)
+def test_ess_attribute_naming_the_signer_verifies(
+    tsa: TSA,
+    token: bytes,
+    tsa_key: ec.EllipticCurvePrivateKey,
+    signer: x509.Certificate,
+    other: x509.Certificate,
+    build: EssBuilder,
+) -> None:
+    edited = resign_attributes(token, tsa_key, lambda a: [*without_ess(a), *build(signer, other)])
+    assert verify_timestamp(edited, NOTE, [tsa.ca_der]).tsa == tsa.tsa_subject
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        pytest.param(
+            lambda s, o: [_v2(cert_id(as_der(o), "sha256", algorithm=False))],
+            r"signingCertificateV2 sha256 certHash",
+            id="v2-names-another-certificate",
+        ),
+        pytest.param(
+            lambda s, o: [_v2(cert_id(as_der(o), "sha384", algorithm=True))],
+            r"signingCertificateV2 sha384 certHash",
+            id="v2-sha384-names-another-certificate",
+        ),
+        pytest.param(
+            lambda s, o: [_v1(cert_id(as_der(o), "sha1", algorithm=False))],
+            r"signingCertificate sha1 certHash",
+            id="v1-names-another-certificate",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(
+                    cert_id(as_der(o), "sha256", algorithm=False),
+                    cert_id(as_der(s), "sha256", algorithm=False),
+                )
+            ],
+            r"signingCertificateV2 sha256 certHash",
+            id="the-signer-only-second",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(cert_id(as_der(o), "sha256", algorithm=False)),
+                _v1(cert_id(as_der(s), "sha1", algorithm=False)),
+            ],
+            r"signingCertificateV2 sha256 certHash",
+            id="both-a-wrong-v2-is-not-excused-by-v1",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(
+                    cert_id(
+                        as_der(s),
+                        "sha256",
+                        algorithm=False,
+                        serial=issuer_serial(o.issuer, o.serial_number),
+                    )
+                )
+            ],
+            r"signingCertificateV2 issuerSerial",
+            id="issuer-serial-of-another-certificate",
+        ),
+        pytest.param(
+            lambda s, o: [
+                _v2(
+                    cert_id(
+                        as_der(s),
+                        "sha256",
+                        algorithm=False,
+                        serial=issuer_serial(s.subject, s.serial_number),
+                    )
+                )
+            ],
+            r"signingCertificateV2 issuerSerial",
+            id="issuer-serial-with-another-issuer",
+        ),
+    ],
+)
+def test_ess_attribute_naming_another_certificate_is_refused(
+    tsa: TSA,
+    token: bytes,
+    tsa_key: ec.EllipticCurvePrivateKey,
+    signer: x509.Certificate,
+    other: x509.Certificate,
+    build: EssBuilder,
+    match: str,
+) -> None:
+    # validly signed by the genuine TSA key and certificate: only the ESS attribute lies
+    forged = resign_attributes(token, tsa_key, lambda a: [*without_ess(a), *build(signer, other)])
+    with pytest.raises(
+        TimestampError, match="ESS signing certificate is not the certificate that signed it"
+    ) as caught:
+        verify_timestamp(forged, NOTE, [tsa.ca_der])
+    assert caught.match(match)
+
+
+@pytest.mark.parametrize("hash_name", ["sha1", "md5"])
+def test_ess_v2_hashed_with_another_algorithm_is_refused(
+    tsa: TSA,
+    token: bytes,
+    tsa_key: ec.EllipticCurvePrivateKey,
+    signer: x509.Certificate,
+    hash_name: str,
+) -> None:
+    attribute = _v2(cert_id(as_der(signer), hash_name, algorithm=True))  # the right hash
+    edited = resign_attributes(token, tsa_key, lambda a: [*without_ess(a), attribute])
+    with pytest.raises(TimestampError, match="hashed with an unsupported algorithm"):
+        verify_timestamp(edited, NOTE, [tsa.ca_der])
+
+
+def test_ess_attribute_given_twice_is_refused(
+    tsa: TSA, token: bytes, tsa_key: ec.EllipticCurvePrivateKey, signer: x509.Certificate
+) -> None:
+    one = _v2(cert_id(as_der(signer), "sha256", algorithm=False))
+    other_one = _v2(cert_id(as_der(signer), "sha512", algorithm=True))
+    edited = resign_attributes(token, tsa_key, lambda a: [*without_ess(a), one, other_one])
+    with pytest.raises(TimestampError, match="names its signing certificate more than once"):
+        verify_timestamp(edited, NOTE, [tsa.ca_der])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(der(0x30, der(0x30, b"")), id="no-cert-ids"),
+        pytest.param(
+            der(0x30, der(0x30, der(0x30, der(0x02, b"\x01")))), id="cert-hash-not-octets"
+        ),
+        pytest.param(der(0x04, b"not a SigningCertificateV2"), id="not-a-sequence"),
+    ],
+)
+def test_malformed_ess_attribute_is_refused(
+    tsa: TSA, token: bytes, tsa_key: ec.EllipticCurvePrivateKey, value: bytes
+) -> None:
+    attribute = der(0x30, oid_der(SIGNING_CERTIFICATE_V2) + der(0x31, value))
+    edited = resign_attributes(token, tsa_key, lambda a: [*without_ess(a), attribute])
+    with pytest.raises(TimestampError, match="ESS signing certificate attribute is malformed"):
+        verify_timestamp(edited, NOTE, [tsa.ca_der])
 
 
 # ---- asking the TSA
