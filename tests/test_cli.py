@@ -7,6 +7,7 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
 import typer
 
 from indelible.cli import app as cli_app
@@ -154,3 +155,27 @@ def _commands(app: typer.Typer, prefix: str = "") -> list[str]:
         assert group.typer_instance is not None and group.name is not None
         names += _commands(group.typer_instance, f"{prefix}{group.name} ")
     return names
+
+
+def test_bad_anchoring_settings_stop_the_server_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    assert run_cli("init", "--data", str(data)).code == 0
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        ({"INDELIBLE_TSA_URLS": "https://tsa.example/"}, "tsa_ca:"),
+        ({"INDELIBLE_TSA_URLS": "ftp://tsa.example/"}, "tsa_urls:"),
+        ({"INDELIBLE_TSA_CA": str(tmp_path / "missing.pem")}, "tsa_ca:"),
+        ({"INDELIBLE_TSA_CA": str(garbage)}, "tsa_ca:"),
+        ({"INDELIBLE_WITNESSES": "https://w.example/ not-a-vkey"}, "witnesses:"),
+        ({"INDELIBLE_WITNESS_QUORUM": "2"}, "witness_quorum:"),
+        ({"INDELIBLE_PUBLIC_TLOG": "maybe"}, "public_tlog:"),
+    ]
+    for environment, named in cases:
+        with monkeypatch.context() as patch:
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            result = run_cli("serve", "--data", str(data), "--port", "8799")
+        assert result.code == 2 and named in result.stderr, (environment, result.stderr)
