@@ -24,8 +24,6 @@ Pure: no files, sockets or clocks.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,10 +70,14 @@ class BundleEntry:
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
-            "leaf": _b64(self.leaf),
-            "proof": [_b64(node) for node in self.proof],
+            "leaf": notes.b64encode(self.leaf),
+            "proof": [notes.b64encode(node) for node in self.proof],
             "personal": [
-                {"pointer": p.pointer, "salt": _b64(p.salt), "value": _b64(p.value)}
+                {
+                    "pointer": p.pointer,
+                    "salt": notes.b64encode(p.salt),
+                    "value": notes.b64encode(p.value),
+                }
                 for p in self.personal
             ],
         }
@@ -103,10 +105,6 @@ class BundleReport:
             "timestamps": self.timestamps,
             "cosigners": self.cosigners,
         }
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _sha256(raw: bytes) -> str:
@@ -138,7 +136,7 @@ def build_bundle(
         **about,
         "origin": cp.origin,
         "tree_size": cp.size,
-        "root": _b64(cp.root),
+        "root": notes.b64encode(cp.root),
         "seqs": [entry.seq for entry in entries],
         "sha256": {
             "checkpoint": _sha256(checkpoint.encode()),
@@ -152,7 +150,9 @@ def build_bundle(
         "manifest": notes.sign_note(text, [signer]),
         "checkpoint": checkpoint,
         "cosignatures": list(cosignatures),
-        "timestamps": [{"authority": url, "token": _b64(token)} for url, token in timestamps],
+        "timestamps": [
+            {"authority": url, "token": notes.b64encode(token)} for url, token in timestamps
+        ],
         "entries": listed,
     }
     return canonical(document)
@@ -179,12 +179,9 @@ def _unb64(text: Any, where: str) -> bytes:
     if type(text) is not str:
         raise _fail(f"{where} must be a base64 string")
     try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise _fail(f"{where} is not valid base64") from None
-    if _b64(raw) != text:
-        raise _fail(f"{where} is not canonical base64")
-    return raw
+        return notes.b64decode(text, where)
+    except errors.FormatError as exc:
+        raise _fail(exc.message) from None
 
 
 def _parse(data: bytes) -> dict[str, Any]:
@@ -234,13 +231,13 @@ def _open_bundle_checkpoint(
         _field(manifest, "tree_size", int, "manifest"),
         _field(manifest, "root", str, "manifest"),
     )
-    if named != (cp.origin, cp.size, _b64(cp.root)) or hashes.get("checkpoint") != _sha256(
-        note.encode()
-    ):
+    if named != (cp.origin, cp.size, notes.b64encode(cp.root)) or hashes.get(
+        "checkpoint"
+    ) != _sha256(note.encode()):
         raise _fail(
             "the checkpoint is not the one the manifest names",
             expected=f"{named[0]} size {named[1]} root {named[2]}",
-            computed=f"{cp.origin} size {cp.size} root {_b64(cp.root)}",
+            computed=f"{cp.origin} size {cp.size} root {notes.b64encode(cp.root)}",
         )
     return note, cp
 

@@ -26,8 +26,6 @@ verification raises :class:`SignatureError`. Pure: time is passed in, keys are p
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -39,7 +37,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from indelible import errors
 from indelible.core import note as notes
@@ -91,7 +88,6 @@ _PAYLOAD_SIZE = _KEY_HASH_SIZE + _TIMESTAMP_SIZE + _SIGNATURE_SIZE
 _HASH_SIZE = 32
 _SIG_PREFIX = "\u2014 "  # em dash, space
 _SKEY_PREFIX = "PRIVATE+KEY+"
-_HEX_KEY_HASH = re.compile(r"[0-9a-f]{8}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
@@ -99,30 +95,10 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 # Keys
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    """Standard base64 (RFC 4648 §4), refusing every non-canonical spelling."""
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise errors.FormatError(f"{what} is not valid base64") from exc
-    if _b64encode(raw) != text:
-        raise errors.FormatError(f"{what} is not canonical base64")
-    return raw
-
-
 def cosigner_key_hash(name: str, public_key: bytes) -> bytes:
     """tlog-cosignature §Format: SHA-256(name ‖ 0x0A ‖ 0x04 ‖ public key)[:4]."""
     data = name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_V1]) + public_key
     return hashlib.sha256(data).digest()[:_KEY_HASH_SIZE]
-
-
-def _public_key(seed: bytes) -> bytes:
-    private = Ed25519PrivateKey.from_private_bytes(seed)
-    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def _check_key(name: str, key_hash: bytes, public_key: bytes) -> None:
@@ -168,7 +144,7 @@ class CosignatureSigner:
     def __post_init__(self) -> None:
         if len(self.seed) != _ED25519_SIZE:
             raise errors.FormatError("an Ed25519 seed is 32 bytes")
-        _check_key(self.name, self.key_hash, _public_key(self.seed))
+        _check_key(self.name, self.key_hash, notes.ed25519_public_key(self.seed))
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
@@ -176,7 +152,7 @@ class CosignatureSigner:
 
     def verifier(self) -> CosignatureVerifier:
         """The matching public key."""
-        return CosignatureVerifier(self.name, self.key_hash, _public_key(self.seed))
+        return CosignatureVerifier(self.name, self.key_hash, notes.ed25519_public_key(self.seed))
 
 
 def generate_cosigner(name: str, seed: bytes) -> CosignatureSigner:
@@ -184,30 +160,12 @@ def generate_cosigner(name: str, seed: bytes) -> CosignatureSigner:
     notes.check_key_name(name)
     if len(seed) != _ED25519_SIZE:
         raise errors.FormatError("an Ed25519 seed is 32 bytes")
-    return CosignatureSigner(name, cosigner_key_hash(name, _public_key(seed)), seed)
+    return CosignatureSigner(name, cosigner_key_hash(name, notes.ed25519_public_key(seed)), seed)
 
 
 def _split_key(text: str, what: str) -> tuple[str, bytes, bytes]:
     """``<name>+<hex hash>+<base64(0x04 ‖ key)>`` → name, key hash, 32-byte key."""
-    name, plus1, rest = text.partition("+")
-    hash_hex, plus2, key_b64 = rest.partition("+")
-    if not (plus1 and plus2):
-        raise errors.FormatError(f"{what}: expected <name>+<key hash>+<key>")
-    try:
-        notes.check_key_name(name)
-    except errors.FormatError as exc:
-        raise errors.FormatError(f"{what}: {exc.message}") from exc
-    if not _HEX_KEY_HASH.fullmatch(hash_hex):
-        raise errors.FormatError(f"{what}: key hash must be 8 lowercase hex digits")
-    key = _b64decode(key_b64, f"{what}: key")
-    if not key or key[0] != COSIGNATURE_V1:
-        found = f"0x{key[0]:02x}" if key else "none"
-        raise errors.FormatError(
-            f"{what}: key type {found} is not an Ed25519 cosignature/v1 key (0x04)"
-        )
-    if len(key) != 1 + _ED25519_SIZE:
-        raise errors.FormatError(f"{what}: an Ed25519 key is 32 bytes")
-    return name, bytes.fromhex(hash_hex), key[1:]
+    return notes.split_key(text, what, COSIGNATURE_V1, "an Ed25519 cosignature/v1 key")
 
 
 def parse_cosigner_vkey(text: str) -> CosignatureVerifier:
@@ -224,7 +182,7 @@ def parse_cosigner_vkey(text: str) -> CosignatureVerifier:
 
 def format_cosigner_vkey(verifier: CosignatureVerifier) -> str:
     """The vkey text of ``verifier`` (what a witness publishes)."""
-    key = _b64encode(bytes([COSIGNATURE_V1]) + verifier.public_key)
+    key = notes.b64encode(bytes([COSIGNATURE_V1]) + verifier.public_key)
     return f"{verifier.key_id}+{key}"
 
 
@@ -236,14 +194,14 @@ def parse_cosigner_skey(text: str) -> CosignatureSigner:
     if not text.startswith(_SKEY_PREFIX):
         raise errors.FormatError("cosigner skey: must start with PRIVATE+KEY+")
     name, key_hash, seed = _split_key(text[len(_SKEY_PREFIX) :], "cosigner skey")
-    if key_hash != cosigner_key_hash(name, _public_key(seed)):
+    if key_hash != cosigner_key_hash(name, notes.ed25519_public_key(seed)):
         raise errors.FormatError("cosigner skey: key hash does not match the name and key")
     return CosignatureSigner(name, key_hash, seed)
 
 
 def format_cosigner_skey(signer: CosignatureSigner) -> str:
     """The private key text of ``signer``. It is a secret: never log it."""
-    key = _b64encode(bytes([COSIGNATURE_V1]) + signer.seed)
+    key = notes.b64encode(bytes([COSIGNATURE_V1]) + signer.seed)
     return f"{_SKEY_PREFIX}{signer.name}+{signer.key_hash.hex()}+{key}"
 
 
@@ -287,7 +245,7 @@ def format_cosignature(cosig: Cosignature) -> str:
     if len(cosig.key_hash) != _KEY_HASH_SIZE or len(cosig.signature) != _SIGNATURE_SIZE:
         raise errors.FormatError("a cosignature has a 4-byte key hash and a 64-byte signature")
     raw = cosig.key_hash + cosig.timestamp.to_bytes(_TIMESTAMP_SIZE, "big") + cosig.signature
-    return f"{_SIG_PREFIX}{cosig.name} {_b64encode(raw)}\n"
+    return f"{_SIG_PREFIX}{cosig.name} {notes.b64encode(raw)}\n"
 
 
 def parse_cosignature(line: str) -> Cosignature:
@@ -299,7 +257,7 @@ def parse_cosignature(line: str) -> Cosignature:
     if not space:
         raise errors.FormatError("a cosignature line is '— <key name> <signature>'")
     notes.check_key_name(name)
-    raw = _b64decode(payload, f"cosignature of {name!r}")
+    raw = notes.b64decode(payload, f"cosignature of {name!r}")
     # tlog-cosignature §Format: key hash ‖ timestamped_signature { u64 timestamp; sig[64] }.
     if len(raw) != _PAYLOAD_SIZE:
         raise errors.FormatError(
@@ -406,7 +364,7 @@ def format_add_checkpoint(old_size: int, proof: Sequence[bytes], note: str) -> b
     """The request body: ``old N``, one base64 hash per line, an empty line, the note."""
     _check_request(old_size, proof)
     notes.parse_note(note)
-    lines = [f"old {old_size}", *(_b64encode(h) for h in proof)]
+    lines = [f"old {old_size}", *(notes.b64encode(h) for h in proof)]
     body = ("".join(f"{line}\n" for line in lines) + "\n" + note).encode("utf-8")
     _check_length(len(body))
     return body
@@ -439,7 +397,8 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpoint:
     # 3. The old size line, then up to 63 consistency proof lines of one base64 hash each.
     old_size = _parse_old_size(header[0])
     proof = tuple(
-        _b64decode(line, f"add-checkpoint: proof line {i + 1}") for i, line in enumerate(header[1:])
+        notes.b64decode(line, f"add-checkpoint: proof line {i + 1}")
+        for i, line in enumerate(header[1:])
     )
     _check_request(old_size, proof)
     # 4. The checkpoint: a signed note (its signatures are checked by the witness).

@@ -48,7 +48,10 @@ __all__ = [
     "Signer",
     "Verifier",
     "add_signature",
+    "b64decode",
+    "b64encode",
     "check_key_name",
+    "ed25519_public_key",
     "format_note",
     "format_skey",
     "format_vkey",
@@ -58,6 +61,7 @@ __all__ = [
     "parse_skey",
     "parse_vkey",
     "sign_note",
+    "split_key",
 ]
 
 MAX_NOTE_BYTES = 1 << 20
@@ -119,17 +123,21 @@ def check_key_name(name: str) -> None:
     _check_no_controls(name, f"key name {name!r}")
 
 
-def _b64encode(raw: bytes) -> str:
+def b64encode(raw: bytes) -> str:
+    """Standard base64 (RFC 4648 §4) with padding, as every format here spells it."""
     return base64.b64encode(raw).decode("ascii")
 
 
-def _b64decode(text: str, what: str) -> bytes:
-    """Decode standard base64 (RFC 4648 §4), refusing any non-canonical spelling."""
+def b64decode(text: str, what: str) -> bytes:
+    """Decode standard base64 (RFC 4648 §4), refusing any non-canonical spelling.
+
+    Raises :class:`FormatError` naming ``what``.
+    """
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
         raise errors.FormatError(f"{what} is not valid base64") from exc
-    if _b64encode(raw) != text:
+    if b64encode(raw) != text:
         raise errors.FormatError(f"{what} is not canonical base64")
     return raw
 
@@ -140,7 +148,8 @@ def _key_hash(name: str, public_key: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:_KEY_HASH_SIZE]
 
 
-def _public_key(seed: bytes) -> bytes:
+def ed25519_public_key(seed: bytes) -> bytes:
+    """The raw 32-byte Ed25519 public key of a 32-byte seed."""
     private = Ed25519PrivateKey.from_private_bytes(seed)
     return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -189,7 +198,7 @@ class Signer:
         check_key_name(self.name)
         if len(self.seed) != _ED25519_KEY_SIZE:
             raise errors.FormatError("an Ed25519 seed is 32 bytes")
-        if self.key_hash != _key_hash(self.name, _public_key(self.seed)):
+        if self.key_hash != _key_hash(self.name, ed25519_public_key(self.seed)):
             raise errors.FormatError(f"key hash does not match key {self.name!r}")
 
     def sign(self, message: bytes) -> bytes:
@@ -198,7 +207,7 @@ class Signer:
 
     def verifier(self) -> Verifier:
         """The matching verifier key."""
-        return Verifier(self.name, self.key_hash, _public_key(self.seed))
+        return Verifier(self.name, self.key_hash, ed25519_public_key(self.seed))
 
 
 def generate_signer(name: str, seed: bytes) -> Signer:
@@ -206,13 +215,17 @@ def generate_signer(name: str, seed: bytes) -> Signer:
     check_key_name(name)
     if len(seed) != _ED25519_KEY_SIZE:
         raise errors.FormatError("an Ed25519 seed is 32 bytes")
-    return Signer(name, _key_hash(name, _public_key(seed)), seed)
+    return Signer(name, _key_hash(name, ed25519_public_key(seed)), seed)
 
 
-def _split_key(text: str, what: str) -> tuple[str, bytes, bytes]:
-    """Split ``<name>+<hex hash>+<base64(0x01 ‖ key)>`` into name, key hash, 32-byte key.
+def split_key(
+    text: str, what: str, key_type: int = _ALG_ED25519, kind: str = "Ed25519"
+) -> tuple[str, bytes, bytes]:
+    """Split ``<name>+<hex hash>+<base64(key_type ‖ key)>`` into name, key hash, 32-byte key.
 
     The base64 part may itself contain '+', so only the first two '+' separate fields.
+    ``key_type`` is the one algorithm byte accepted (0x01 for signed-note Ed25519, 0x04 for
+    tlog-cosignature/v1); errors name ``what`` and ``kind`` and never echo the key.
     """
     name, plus1, rest = text.partition("+")
     hash_hex, plus2, key_b64 = rest.partition("+")
@@ -224,11 +237,13 @@ def _split_key(text: str, what: str) -> tuple[str, bytes, bytes]:
         raise errors.FormatError(f"{what}: {exc.message}") from exc
     if not _HEX_KEY_HASH.fullmatch(hash_hex):
         raise errors.FormatError(f"{what}: key hash must be 8 lowercase hex digits")
-    key = _b64decode(key_b64, f"{what}: key")
+    key = b64decode(key_b64, f"{what}: key")
     if not key:
         raise errors.FormatError(f"{what}: key is empty")
-    if key[0] != _ALG_ED25519:
-        raise errors.FormatError(f"{what}: unsupported key type 0x{key[0]:02x} (Ed25519 is 0x01)")
+    if key[0] != key_type:
+        raise errors.FormatError(
+            f"{what}: unsupported key type 0x{key[0]:02x} ({kind} is 0x{key_type:02x})"
+        )
     if len(key) != 1 + _ED25519_KEY_SIZE:
         raise errors.FormatError(f"{what}: an Ed25519 key is 32 bytes")
     return name, bytes.fromhex(hash_hex), key[1:]
@@ -236,7 +251,7 @@ def _split_key(text: str, what: str) -> tuple[str, bytes, bytes]:
 
 def parse_vkey(text: str) -> Verifier:
     """Parse a verifier key ``<name>+<hex key hash>+<base64(0x01 ‖ public key)>``."""
-    name, key_hash, public_key = _split_key(text, "vkey")
+    name, key_hash, public_key = split_key(text, "vkey")
     if key_hash != _key_hash(name, public_key):
         raise errors.FormatError("vkey: key hash does not match the name and key")
     return Verifier(name, key_hash, public_key)
@@ -244,7 +259,7 @@ def parse_vkey(text: str) -> Verifier:
 
 def format_vkey(verifier: Verifier) -> str:
     """The verifier key text of ``verifier``."""
-    key = _b64encode(bytes([_ALG_ED25519]) + verifier.public_key)
+    key = b64encode(bytes([_ALG_ED25519]) + verifier.public_key)
     return f"{_key_id(verifier.name, verifier.key_hash)}+{key}"
 
 
@@ -255,15 +270,15 @@ def parse_skey(text: str) -> Signer:
     """
     if not text.startswith(_SKEY_PREFIX):
         raise errors.FormatError("skey: must start with PRIVATE+KEY+")
-    name, key_hash, seed = _split_key(text[len(_SKEY_PREFIX) :], "skey")
-    if key_hash != _key_hash(name, _public_key(seed)):
+    name, key_hash, seed = split_key(text[len(_SKEY_PREFIX) :], "skey")
+    if key_hash != _key_hash(name, ed25519_public_key(seed)):
         raise errors.FormatError("skey: key hash does not match the name and key")
     return Signer(name, key_hash, seed)
 
 
 def format_skey(signer: Signer) -> str:
     """The signer key text of ``signer``. It is a secret: never log it."""
-    key = _b64encode(bytes([_ALG_ED25519]) + signer.seed)
+    key = b64encode(bytes([_ALG_ED25519]) + signer.seed)
     return f"{_SKEY_PREFIX}{_key_id(signer.name, signer.key_hash)}+{key}"
 
 
@@ -333,7 +348,7 @@ def _parse_signature_line(line: str) -> NoteSignature:
     if not space:
         raise errors.FormatError("signature line must be '— <key name> <signature>'")
     check_key_name(name)
-    raw = _b64decode(sig_b64, f"signature of {name!r}")
+    raw = b64decode(sig_b64, f"signature of {name!r}")
     if len(raw) <= _KEY_HASH_SIZE:
         raise errors.FormatError(f"signature of {name!r} is shorter than 5 bytes")
     return NoteSignature(name, raw[:_KEY_HASH_SIZE], raw[_KEY_HASH_SIZE:])
@@ -367,7 +382,7 @@ def _format_signature_line(sig: NoteSignature) -> str:
         raise errors.FormatError(f"key hash of {sig.name!r} is not 4 bytes")
     if not sig.signature:
         raise errors.FormatError(f"signature of {sig.name!r} is empty")
-    return f"{_SIG_PREFIX}{sig.name} {_b64encode(sig.key_hash + sig.signature)}\n"
+    return f"{_SIG_PREFIX}{sig.name} {b64encode(sig.key_hash + sig.signature)}\n"
 
 
 def format_note(note: Note) -> str:

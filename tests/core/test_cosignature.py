@@ -176,7 +176,7 @@ def test_a_plain_ed25519_vkey_is_not_a_cosigner_vkey() -> None:
         ("w+00000000", "expected"),
         ("bad name+00000000+BA==", "white space"),
         ("w+0000000G+BA==", "8 lowercase hex"),
-        ("w+00000000+", "none"),
+        ("w+00000000+", "key is empty"),
         ("w+00000000+BAAA", "32 bytes"),
         ("w+00000000+" + base64.b64encode(b"\x04" + bytes(32)).decode(), "does not match"),
         ("w+00000000+BA=", "not valid base64"),
