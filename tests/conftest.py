@@ -73,3 +73,23 @@ def foreign_tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TSA]:
     """A second, independent TSA under an unrelated root CA (for tamper tests)."""
     with start_tsa(tmp_path_factory.mktemp("foreign-tsa"), "foreign") as running:
         yield running
+
+
+# ---- PostgreSQL: the real server (tests/pg.py); skipped loudly outside CI, a failure under it
+from tests import pg  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.Server]:
+    with pg.server() as found:
+        if isinstance(found, str):
+            pg.unavailable(found)
+        assert isinstance(found, pg.Server)
+        yield found
+
+
+@pytest.fixture
+def pg_database(pg_server: pg.Server) -> Iterator[pg.Database]:
+    """A fresh database with its own owner and service roles, dropped afterwards."""
+    with pg.database(pg_server) as db:
+        yield db

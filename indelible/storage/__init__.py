@@ -10,8 +10,21 @@ from indelible.storage.base import AnchorRow, CheckpointRow, EntryRow, LogInfo, 
 __all__ = ["AnchorRow", "CheckpointRow", "EntryRow", "LogInfo", "Store", "open_store"]
 
 
-def open_store(url: str, *, create: bool = True, migrate: bool = True) -> Store:
-    """Open the store named by ``url``: ``sqlite:///path/to/file.db`` or a plain path."""
+def open_store(
+    url: str, *, create: bool = True, migrate: bool = True, service_role: str | None = None
+) -> Store:
+    """Open the store named by ``url``: ``sqlite:///path/to/file.db``, a plain path, or
+    ``postgresql://user@host/db`` (``service_role``: the PostgreSQL role a migration grants
+    the service's privileges to)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from indelible.storage.postgres import PostgresStore
+        except ImportError as exc:  # psycopg is the postgres extra
+            raise ConfigError(
+                "the PostgreSQL store needs psycopg: pip install 'indelible[postgres]'",
+                setting="store",
+            ) from exc
+        return PostgresStore(url, create=create, migrate=migrate, service_role=service_role)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     elif url.startswith("sqlite://"):

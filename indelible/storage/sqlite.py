@@ -36,6 +36,7 @@ from indelible.storage.base import (
     EntryRow,
     LogInfo,
 )
+from indelible.storage.querysql import where_clause
 
 __all__ = ["SQLiteStore"]
 
@@ -476,7 +477,7 @@ class SQLiteStore:
 
     # ---- queries
     def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]:
-        where, params = _where(log_id, query)
+        where, params = where_clause(log_id, query, "?")
         order = "DESC" if query.descending else "ASC"
         rows = (
             self._reader()
@@ -490,7 +491,7 @@ class SQLiteStore:
         return [_row_to_entry(row, personal.get(row[0], ())) for row in rows]
 
     def count_entries(self, log_id: int, query: EntryQuery) -> int:
-        where, params = _where(log_id, query)
+        where, params = where_clause(log_id, query, "?")
         (count,) = (
             self._reader().execute(f"SELECT COUNT(*) FROM entries WHERE {where}", params).fetchone()
         )
@@ -603,58 +604,6 @@ def _anchor_row(row: Sequence[Any]) -> AnchorRow:
 
 def _key_row(row: Sequence[Any]) -> ApiKeyRow:
     return ApiKeyRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7])
-
-
-_EQUALS = (
-    ("actor_id", "actor_id"),
-    ("actor_type", "actor_type"),
-    ("target_type", "target_type"),
-    ("target_id", "target_id"),
-    ("event_type", "event_type"),
-    ("action", "action"),
-    ("outcome", "outcome"),
-    ("request_id", "request_id"),
-    ("ip", "ip"),
-)
-_RANGES = (
-    ("occurred_from_ms", "occurred_at_ms >= ?"),
-    ("occurred_to_ms", "occurred_at_ms < ?"),
-    ("received_from_ms", "received_at_ms >= ?"),
-    ("received_to_ms", "received_at_ms < ?"),
-    ("max_seq", "seq <= ?"),
-)
-
-
-def _where(log_id: int, query: EntryQuery) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause (with its parameters) of ``query``; values are always bound."""
-    clauses: list[str] = ["log_id = ?"]
-    params: list[Any] = [log_id]
-    for attribute, column in _EQUALS:
-        value = getattr(query, attribute)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if query.event_type_prefix is not None:
-        # every type that starts with the prefix sorts in [prefix, prefix with '.' -> '/')
-        clauses.append("event_type >= ? AND event_type < ?")
-        params += [query.event_type_prefix, query.event_type_prefix[:-1] + "/"]
-    for attribute, clause in _RANGES:
-        value = getattr(query, attribute)
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    if query.after_seq is not None:
-        clauses.append("seq < ?" if query.descending else "seq > ?")
-        params.append(query.after_seq)
-    if query.touching is not None:
-        kind, ref = query.touching
-        clauses.append(
-            "seq IN (SELECT seq FROM entries WHERE log_id = ? AND target_type = ? "
-            "AND target_id = ? UNION SELECT seq FROM entry_refs WHERE log_id = ? "
-            "AND ref_type = ? AND ref_id = ?)"
-        )
-        params += [log_id, kind, ref, log_id, kind, ref]
-    return " AND ".join(clauses), tuple(params)
 
 
 def _group_personal(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[PersonalValue, ...]]:

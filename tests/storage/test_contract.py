@@ -1,6 +1,8 @@
 """The store contract (indelible/storage/base.py), run against every store driver.
 
 A new driver joins by adding a parameter to the ``driver`` fixture and a ``raw`` SQL hook.
+PostgreSQL runs on the real server (tests/pg.py): the schema is created by its owner role and
+the store under test connects as the service role, as in production.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from indelible.core.entry import GENESIS_PREV_HASH, seal
@@ -18,15 +21,25 @@ from indelible.core.event import validate_event
 from indelible.core.tiles import TileAppender
 from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage import AnchorRow, CheckpointRow, EntryRow, Store, open_store
+from tests import pg
 from tests.factories import BASE_MS, billing_event
 
 NOW = BASE_MS + 10_000_000
 
 
-@pytest.fixture(params=["sqlite"])
+class Refused(Exception):
+    """The database refused a raw statement (any driver)."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'contract.db'}"
+    if request.param == "postgresql":
+        db: pg.Database = request.getfixturevalue("pg_database")
+        open_store(db.owner_url, service_role=db.service).close()
+        request.node.pg_database = db
+        return db.service_url
     raise AssertionError(request.param)
 
 
@@ -38,15 +51,35 @@ def store(driver: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-def raw(driver: str) -> Iterator[Callable[[str, tuple[Any, ...]], Any]]:
-    """Execute SQL natively, outside Indelible, as a database administrator would."""
-    conn = sqlite3.connect(driver.removeprefix("sqlite:///"), isolation_level=None)
+def raw(
+    driver: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str, tuple[Any, ...]], Any]]:
+    """Execute SQL natively, outside Indelible, as a database administrator would (on
+    PostgreSQL: as the superuser, who bypasses row-level security but not the triggers)."""
+    if driver.startswith("sqlite:///"):
+        conn = sqlite3.connect(driver.removeprefix("sqlite:///"), isolation_level=None)
 
-    def execute(sql: str, params: tuple[Any, ...] = ()) -> Any:
-        return conn.execute(sql, params).fetchall()
+        def execute(sql: str, params: tuple[Any, ...] = ()) -> Any:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise Refused(str(exc)) from exc
 
-    yield execute
-    conn.close()
+        yield execute
+        conn.close()
+        return
+    db: pg.Database = request.node.pg_database
+    admin = psycopg.connect(db.admin_url, autocommit=True, options="-c search_path=indelible")
+
+    def execute_pg(sql: str, params: tuple[Any, ...] = ()) -> Any:
+        try:
+            cur = admin.execute(sql.replace("x'00'", "'\\x00'::bytea"), params)
+        except psycopg.Error as exc:
+            raise Refused(str(exc)) from exc
+        return cur.fetchall() if cur.description else []
+
+    yield execute_pg
+    admin.close()
 
 
 def make_rows(start: int, count: int, prev: bytes, *, personal: bool = False) -> list[EntryRow]:
@@ -207,7 +240,7 @@ def test_the_database_refuses_rewrites(
     append_rows(store, log_id, make_rows(0, 3, GENESIS_PREV_HASH), TileAppender(0, {}))
     store.add_checkpoint(log_id, CheckpointRow(3, b"\x01" * 32, "note", NOW))
     store.add_anchor(log_id, AnchorRow(3, "rfc3161", "http://tsa", b"token", NOW))
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(Refused, match="append-only"):
         raw(statement)
     assert store.tree_size(log_id) == 3
 
@@ -227,7 +260,7 @@ def test_api_keys_are_revoked_once_never_deleted_or_rewritten(
         "UPDATE api_keys SET role = 'admin'",
         "UPDATE api_keys SET secret_hash = x'00'",
     ):
-        with pytest.raises(sqlite3.DatabaseError):
+        with pytest.raises(Refused):
             raw(sql, ())
     with pytest.raises(NotFound):
         store.get_api_key("ffffffffffffffff")
