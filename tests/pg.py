@@ -117,9 +117,9 @@ def _own_cluster() -> Iterator[Server]:
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
     # the server's output goes to a log file: a pipe would be held open by the postmaster
     server_log = base / "server.log"
+    start = ["-o", options, "-l", str(server_log), "-w", "-t", "60", "start"]
     subprocess.run(
-        [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-o", options]
-        + ["-l", str(server_log), "-w", "-t", "60", "start"],  # noqa: RUF005
+        [*prefix, str(binaries / "pg_ctl"), "-D", str(data), *start],
         check=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
