@@ -42,7 +42,7 @@ from indelible.service.logs import OpenLog, default_origin, init_log, open_log
 from indelible.service.proofs import consistency_proof, inclusion_proof
 from indelible.service.remote import RemoteLog, check_remote, post_export
 from indelible.service.verify import verify_log
-from indelible.storage import open_store
+from indelible.storage import display_url, open_store
 
 __all__ = ["app", "main"]
 
@@ -67,6 +67,14 @@ DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Data directory (default ./data).", show_default=False)
 ]
 LogOpt = Annotated[str | None, typer.Option("--log", help="Log (tenant) name.", show_default=False)]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in --data).",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 _APPEND_CHUNK = 1000
@@ -76,8 +84,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _settings(data: Path | None, log: str | None) -> Settings:
-    return load_settings({"data": str(data) if data else None, "log": log})
+def _settings(data: Path | None, log: str | None, store: str | None = None) -> Settings:
+    return load_settings({"data": str(data) if data else None, "log": log, "store": store})
 
 
 def _emit(as_json: bool, document: Any, text: str) -> None:
@@ -112,17 +120,20 @@ def _progress(enabled: bool) -> Progress:
 def init(
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     origin: Annotated[
         str | None, typer.Option(help="Checkpoint origin (default <host>/indelible/<log>).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create the store and the log's Ed25519 signing key (mode 0600)."""
-    settings = _settings(data, log)
-    store = open_store(settings.store_url, create=True)
+    settings = _settings(data, log, store)
+    opened_store = open_store(
+        settings.store_url, create=True, service_role=settings.pg_service_role or None
+    )
     try:
         opened = init_log(
-            store,
+            opened_store,
             settings.keys_dir,
             settings.log,
             origin or default_origin(socket.gethostname(), settings.log),
@@ -130,12 +141,17 @@ def init(
             random_bytes=os.urandom,
         )
     finally:
-        store.close()
+        opened_store.close()
     info = opened.info
     _emit(
         as_json,
-        {"log": info.name, "origin": info.origin, "vkey": info.vkey, "store": settings.store_url},
-        f"created log {info.name!r} in {settings.store_url}\norigin: {info.origin}\n"
+        {
+            "log": info.name,
+            "origin": info.origin,
+            "vkey": info.vkey,
+            "store": display_url(settings.store_url),
+        },
+        f"created log {info.name!r} in {display_url(settings.store_url)}\norigin: {info.origin}\n"
         f"verification key (publish it): {info.vkey}",
     )
 
@@ -147,10 +163,11 @@ def append(
     ],
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Append events; print receipts once they are durable, then sign a checkpoint."""
-    settings = _settings(data, log)
+    settings = _settings(data, log, store)
     raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     items = parse_batch(raw, max_bytes=1 << 30, max_items=10_000_000)
     events = validate_batch(items, now_ms=now_ms(), limits=DEFAULT_LIMITS)
@@ -187,9 +204,11 @@ def append(
 
 
 @app.command()
-def checkpoint(data: DataOpt = None, log: LogOpt = None, as_json: JsonOpt = False) -> None:
+def checkpoint(
+    data: DataOpt = None, log: LogOpt = None, store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
     """Sign a checkpoint if the tree grew, and print the latest one (a C2SP signed note)."""
-    settings = _settings(data, log)
+    settings = _settings(data, log, store)
     with _opened(settings) as opened:
         if opened.signer is not None:
             Publisher(opened.store, opened.info, opened.signer, clock_ms=now_ms).publish()
@@ -221,6 +240,7 @@ def verify(
     token: TokenOpt = None,
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute everything from stored bytes; exit 1 naming the first bad seq. With
@@ -229,7 +249,7 @@ def verify(
     if remote is not None:
         _verify_remote(RemoteLog(remote, token), held, vkey, as_json)
         return
-    settings = _settings(data, log)
+    settings = _settings(data, log, store)
     with _opened(settings) as opened:
         verifier = parse_vkey(vkey) if vkey else opened.verifier
         size = opened.store.tree_size(opened.info.log_id)
@@ -289,20 +309,26 @@ def proof_inclusion(
     ] = None,
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the RFC 9162 inclusion proof of entry SEQ."""
-    with _opened(_settings(data, log)) as opened:
+    with _opened(_settings(data, log, store)) as opened:
         proof = inclusion_proof(opened.store, opened.info, seq, tree_size)
     _emit_proof(as_json, proof.to_dict())
 
 
 @proof_app.command("consistency")
 def proof_consistency(
-    old: int, new: int, data: DataOpt = None, log: LogOpt = None, as_json: JsonOpt = False
+    old: int,
+    new: int,
+    data: DataOpt = None,
+    log: LogOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the RFC 9162 consistency proof from tree size OLD to NEW."""
-    with _opened(_settings(data, log)) as opened:
+    with _opened(_settings(data, log, store)) as opened:
         proof = consistency_proof(opened.store, opened.info, old, new)
     _emit_proof(as_json, proof.to_dict())
 
@@ -377,6 +403,7 @@ def export(
     token: TokenOpt = None,
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write an evidence bundle for one record: its events, their inclusion proofs against
@@ -393,7 +420,7 @@ def export(
         wanted = ExportRequest(
             target_type, target_id, reason, _local_exporter(), since_ms, until_ms
         )
-        result, receipt = _export_local(_settings(data, log), wanted)
+        result, receipt = _export_local(_settings(data, log, store), wanted)
         bundle, summary = result.bundle, {**result.summary(), "audit_seq": receipt.seq}
     _write_new(out_file, bundle)
     _emit(
@@ -475,10 +502,11 @@ def anchors(
     size: Annotated[int | None, typer.Option(help="Only the checkpoint of this size.")] = None,
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the timestamp tokens and witness cosignatures held for the log's checkpoints."""
-    with _opened(_settings(data, log)) as opened:
+    with _opened(_settings(data, log, store)) as opened:
         rows = opened.store.list_anchors(opened.info.log_id, size=size)
     listed = [
         {
@@ -512,12 +540,18 @@ ConfigOpt = Annotated[
 
 
 def _server_settings(
-    data: Path | None, log: str | None, host: str | None, port: int | None, config: Path | None
+    data: Path | None,
+    log: str | None,
+    store: str | None,
+    host: str | None,
+    port: int | None,
+    config: Path | None,
 ) -> Settings:
     return load_settings(
         {
             "data": str(data) if data else None,
             "log": log,
+            "store": store,
             "host": host,
             "port": None if port is None else str(port),
         },
@@ -558,7 +592,8 @@ def _serve(settings: Settings) -> None:
         for tenant in runtime.hub.logs():
             info = tenant.info
             out.print(
-                f"log {info.name!r} in {settings.store_url}, origin {info.origin}", markup=False
+                f"log {info.name!r} in {display_url(settings.store_url)}, origin {info.origin}",
+                markup=False,
             )
             out.print(f"verification key (publish it): {info.vkey}", markup=False)
         if token is not None:
@@ -574,6 +609,7 @@ def _serve(settings: Settings) -> None:
 def serve(
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
     config: ConfigOpt = None,
@@ -582,22 +618,25 @@ def serve(
 
     When the store has no API key yet, an admin key of the operator tenant is created and
     printed once."""
-    _serve(_server_settings(data, log, host, port, config))
+    _serve(_server_settings(data, log, store, host, port, config))
 
 
 @app.command()
 def run(
     data: DataOpt = None,
     log: LogOpt = None,
+    store: StoreOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Start Indelible: on first start create the store, the operator log, its signing key
     and an admin API key (printed once), then serve HTTP."""
-    settings = _server_settings(data, log, host, port, config)
+    settings = _server_settings(data, log, store, host, port, config)
     if _ensure_log(settings):
-        out.print(f"created log {settings.log!r} in {settings.store_url}", markup=False)
+        out.print(
+            f"created log {settings.log!r} in {display_url(settings.store_url)}", markup=False
+        )
     _serve(settings)
 
 

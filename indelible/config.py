@@ -200,6 +200,13 @@ SETTINGS: tuple[Setting, ...] = (
         "How many of the witnesses must cosign a checkpoint before it is final (published); "
         "0 means all of them.",
     ),
+    Setting(
+        "pg_service_role",
+        "",
+        str,
+        "PostgreSQL role the service connects as; `indelible init` (run as the schema's owner) "
+        "grants it INSERT and SELECT on the log's tables and nothing that rewrites them.",
+    ),
 )
 
 
@@ -227,6 +234,7 @@ class Settings:
     anchor_interval: float
     witnesses: str
     witness_quorum: int
+    pg_service_role: str
 
     @property
     def data_dir(self) -> Path:

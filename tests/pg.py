@@ -73,7 +73,8 @@ def _parse(url: str) -> Server:
     )
 
 
-def _binaries() -> Path | None:
+def binaries() -> Path | None:
+    """The folder of initdb and pg_ctl, if PostgreSQL's server binaries are installed."""
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
@@ -90,15 +91,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _own_cluster() -> Iterator[Server]:
+def own_cluster(*, fsync: bool = True) -> Iterator[Server]:
     """initdb + pg_ctl start in a directory of its own; stopped and removed afterwards.
 
     The directory is made directly under the system's temporary folder: pytest's own is
     private to the user running the tests, whom ``initdb`` may not be.
     """
-    binaries = _binaries()
-    if binaries is None:
+    found = binaries()
+    if found is None:
         raise RuntimeError("no PostgreSQL answers and initdb/pg_ctl are not installed")
+    folder = found
     base = Path(tempfile.mkdtemp(prefix="indelible-pg-"))
     prefix: list[str] = []
     if os.geteuid() == 0:
@@ -111,15 +113,17 @@ def _own_cluster() -> Iterator[Server]:
     data, port = base / "cluster", _free_port()
     run = {"check": True, "capture_output": True, "timeout": 120}
     subprocess.run(
-        [*prefix, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+        [*prefix, str(folder / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
         **run,  # type: ignore[call-overload]
     )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
+    options = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+    )
     # the server's output goes to a log file: a pipe would be held open by the postmaster
     server_log = base / "server.log"
     start = ["-o", options, "-l", str(server_log), "-w", "-t", "60", "start"]
     subprocess.run(
-        [*prefix, str(binaries / "pg_ctl"), "-D", str(data), *start],
+        [*prefix, str(folder / "pg_ctl"), "-D", str(data), *start],
         check=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -130,7 +134,7 @@ def _own_cluster() -> Iterator[Server]:
         yield Server("127.0.0.1", port, "postgres", "postgres", started_here=True)
     finally:
         subprocess.run(
-            [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            [*prefix, str(folder / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -156,7 +160,7 @@ def server() -> Iterator[Server | str]:
         yield _parse(url)
         return
     try:
-        with _own_cluster() as own:
+        with own_cluster() as own:
             yield own
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         detail = (

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from indelible.errors import ConfigError
 from indelible.storage.base import AnchorRow, CheckpointRow, EntryRow, LogInfo, Store
 
-__all__ = ["AnchorRow", "CheckpointRow", "EntryRow", "LogInfo", "Store", "open_store"]
+__all__ = [
+    "AnchorRow",
+    "CheckpointRow",
+    "EntryRow",
+    "LogInfo",
+    "Store",
+    "display_url",
+    "open_store",
+]
+
+
+def display_url(url: str) -> str:
+    """``url`` fit to print: a password in it is replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(

@@ -40,6 +40,7 @@ from psycopg import sql
 
 from indelible.core.entry import IndexColumns, PersonalValue
 from indelible.errors import ConfigError, DuplicateEventId, NotFound, StoreError, StoreLocked
+from indelible.storage import display_url
 from indelible.storage.base import (
     AnchorRow,
     ApiKeyRow,
@@ -144,17 +145,6 @@ def _row_to_entry(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) 
     )
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql://…"
-    host, port, db = (str(info.get(name, "")) for name in ("host", "port", "dbname"))
-    user = str(info.get("user", ""))
-    return f"postgresql://{user + '@' if user else ''}{host}{':' + str(port) if port else ''}/{db}"
-
-
 class _Conn:
     """One psycopg connection and the log its session is scoped to (row-level security)."""
 
@@ -181,7 +171,7 @@ class PostgresStore:
         service_role: str | None = None,
     ) -> None:
         self.url = url
-        self._shown = _redacted(url)
+        self._shown = display_url(url)
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[_Conn] = []
