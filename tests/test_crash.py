@@ -1,7 +1,8 @@
 """Crash suite: SIGKILL the writer at random moments; nothing acknowledged may be lost.
 
 The same loop run against a deliberately broken writer that acknowledges before its commit
-must lose acknowledged events, which proves this test can fail.
+must lose acknowledged events, which proves this test can fail. Both run on SQLite and on
+PostgreSQL (the real server, the writer connecting as the service role).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from indelible.core.note import parse_vkey
 from indelible.service.logs import open_log
 from indelible.service.verify import verify_log
 from indelible.storage import open_store
+from tests import pg
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +39,15 @@ def _reader(stream: object, acked: list[str], ready: threading.Event) -> None:
             acked.append(text)
 
 
-def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[str]:
+def _run_once(
+    data: Path, store: str | None, run: int, broken: bool, rng: random.Random
+) -> list[str]:
     args = [sys.executable, "-m", "tests.crash_writer", str(data), str(run)]
     if broken:
         args.append("--ack-before-commit")
+    env = dict(os.environ, **({"INDELIBLE_STORE": store} if store else {}))
     proc = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     acked: list[str] = []
     ready = threading.Event()
@@ -68,9 +73,9 @@ def _run_once(data: Path, run: int, broken: bool, rng: random.Random) -> list[st
     return acked
 
 
-def _missing(data: Path, acked: list[str]) -> list[str]:
+def _missing(data: Path, store_url: str | None, acked: list[str]) -> list[str]:
     """The acknowledged ids the store does not hold (looked up, not a scan of the log)."""
-    settings = load_settings({"data": str(data)})
+    settings = load_settings({"data": str(data), "store": store_url})
     store = open_store(settings.store_url, create=False)
     try:
         stored = store.find_event_ids(store.get_log("default").log_id, acked)
@@ -79,28 +84,41 @@ def _missing(data: Path, acked: list[str]) -> list[str]:
         store.close()
 
 
-def crash_loop(data: Path, *, kills: int, broken: bool, seed: int) -> tuple[list[str], int]:
+def crash_loop(
+    data: Path, store: str | None, *, kills: int, broken: bool, seed: int
+) -> tuple[list[str], int]:
     """Kill the writer `kills` times; return the acknowledged ids that are missing."""
-    assert run_cli("init", "--data", str(data), "--origin", "example.com/crash").code == 0
+    where = ["--store", store] if store else []
+    assert run_cli("init", "--data", str(data), *where, "--origin", "example.com/crash").code == 0
     rng = random.Random(seed)
     lost: list[str] = []
     acked_total = 0
     for run in range(kills):
-        acked = _run_once(data, run, broken, rng)
+        acked = _run_once(data, store, run, broken, rng)
         acked_total += len(acked)
-        lost += _missing(data, acked)
+        lost += _missing(data, store, acked)
         if broken and lost:
             break
     return lost, acked_total
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the embedded SQLite default; else the service role's PostgreSQL URL."""
+    if request.param == "sqlite":
+        return None
+    db: pg.Database = request.getfixturevalue("pg_database")
+    open_store(db.owner_url, service_role=db.service).close()
+    return db.service_url
+
+
 @pytest.mark.slow
-def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path) -> None:
+def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, store_url: str | None) -> None:
     data = tmp_path / "data"
-    lost, acked = crash_loop(data, kills=KILLS, broken=False, seed=2)
+    lost, acked = crash_loop(data, store_url, kills=KILLS, broken=False, seed=2)
     assert acked > 100 * KILLS // 10, "the writer barely wrote anything: the test proves little"
     assert lost == []
-    settings = load_settings({"data": str(data)})
+    settings = load_settings({"data": str(data), "store": store_url})
     store = open_store(settings.store_url, create=False)
     try:
         opened = open_log(store, settings.keys_dir, "default")
@@ -112,7 +130,9 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_writer_that_acks_before_commit_is_caught(tmp_path: Path) -> None:
-    # stops at the first loss; observed after 13-30 kills, so allow plenty
-    lost, _ = crash_loop(tmp_path / "data", kills=max(4 * KILLS, 200), broken=True, seed=3)
+def test_a_writer_that_acks_before_commit_is_caught(tmp_path: Path, store_url: str | None) -> None:
+    # stops at the first loss; observed after 13-30 kills on SQLite, so allow plenty
+    lost, _ = crash_loop(
+        tmp_path / "data", store_url, kills=max(4 * KILLS, 200), broken=True, seed=3
+    )
     assert lost, "acking before commit lost nothing: the crash test cannot tell a broken writer"
