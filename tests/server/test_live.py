@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 
 from indelible.core.checkpoint import open_checkpoint
 from indelible.core.note import parse_vkey
+from tests import pg
 from tests.conftest import run_cli
 from tests.factories import billing_event
 
@@ -41,10 +44,10 @@ def wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: float
 class Server:
     """``indelible run`` in a subprocess; its stdout is read up to the "serving on" line."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, store: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "indelible.cli", "run", "--data", str(data)]
+        command = [sys.executable, "-m", "indelible.cli", "run", "--data", str(data), *store]
         self.process = subprocess.Popen(
             [*command, "--port", str(self.port)],
             stdout=subprocess.PIPE,
@@ -80,9 +83,25 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """The ``--store`` arguments: none for SQLite; for PostgreSQL, the service role's URL
+    after the owner ran ``indelible init`` (as an operator would)."""
+    if request.param == "sqlite":
+        return []
+    db: pg.Database = request.getfixturevalue("pg_database")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INDELIBLE_PG_SERVICE_ROLE", db.service)
+        made = run_cli("init", "--data", str(tmp_path / "data"), "--store", db.owner_url)
+    assert made.code == 0, made.stderr
+    return ["--store", db.service_url]
+
+
+def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, store: list[str]
+) -> None:
     data = tmp_path / "data"
-    server = Server(data)
+    server = Server(data, store)
     try:
         admin = server.admin_key()
         assert admin is not None and admin.startswith("idl_")
@@ -142,13 +161,14 @@ def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(tmp_path: P
             assert "indelible_http_requests_total" in client.get("/metrics").text
     finally:
         stdout, _ = server.stop()
-    assert "created log 'default'" in stdout and f"serving on {server.base}" in stdout
+    assert f"serving on {server.base}" in stdout
+    assert "created log 'default'" in stdout or store  # on PostgreSQL, init created it
     assert "verification key (publish it): " in stdout
-    verified = run_cli("verify", "--data", str(data), "--json")
+    verified = run_cli("verify", "--data", str(data), *store, "--json")
     assert verified.code == 0, verified.stdout
     assert json.loads(verified.stdout)["unpublished"] == 0
 
-    again = Server(data)  # a second start: the keys exist, none is printed
+    again = Server(data, store)  # a second start: the keys exist, none is printed
     try:
         assert again.admin_key() is None
         with httpx.Client(base_url=again.base, timeout=10) as client:
