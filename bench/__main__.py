@@ -4,7 +4,9 @@ Ingest and verify are compared against tamperlog and auditchain (SQLite backend)
 subject durable (fsync'd) on each call; proofs against pymerkle. Prints one table of ratios
 (Indelible ÷ peer). ``python -m bench --quick`` runs small budgets for a smoke test.
 HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, unless
-``--no-http``; ``--http-only`` runs just those.
+``--no-http``; ``--http-only`` runs just those. The PostgreSQL store against the SQLite store
+(``bench/pg_bench.py``) runs on the local server unless ``--no-pg``; ``--pg-only`` runs just
+that.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench.peers import (
     PymerkleProofSubject,
     TamperlogSubject,
 )
+from bench.pg_bench import pg_rows
 from bench.workload import iter_event_bytes, make_events
 
 
@@ -109,6 +112,13 @@ def main() -> None:
         help="HTTP figures against a live server (default: on)",
     )
     parser.add_argument("--http-only", action="store_true", help="only the HTTP figures")
+    parser.add_argument(
+        "--pg",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="PostgreSQL store vs SQLite store on the local server (default: on)",
+    )
+    parser.add_argument("--pg-only", action="store_true", help="only the PostgreSQL figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -123,7 +133,13 @@ def main() -> None:
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
     console.log(f"{len(events):,} events generated in {time.perf_counter() - started:.1f}s")
     settle_heap()
+    if args.pg_only:
+        print_table(pg_rows(args, console, events), title="PostgreSQL store vs SQLite store")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
     rows = _ingest_rows(args, console, events, budget)
+    if args.pg:
+        rows += pg_rows(args, console, events)
     del events
     if not args.skip_proofs:
         rows += _proof_rows(args, console)

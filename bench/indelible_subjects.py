@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import orjson
@@ -30,8 +30,8 @@ def _now() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _open(directory: Path) -> tuple[OpenLog, Sequencer]:
-    store = open_store(f"sqlite:///{directory / 'indelible.db'}")
+def _open(directory: Path, store_url: str | None = None) -> tuple[OpenLog, Sequencer]:
+    store = open_store(store_url or f"sqlite:///{directory / 'indelible.db'}")
     opened = init_log(
         store,
         directory / "keys",
@@ -45,17 +45,26 @@ def _open(directory: Path) -> tuple[OpenLog, Sequencer]:
 
 
 class IndelibleIngestSubject:
-    """SQLite store, WAL + synchronous=FULL: one fsync'd transaction per group commit."""
+    """SQLite store, WAL + synchronous=FULL: one fsync'd transaction per group commit.
+
+    ``store_url``, when given, is called on each open for the URL of a fresh store
+    (bench/pg_bench.py: a new PostgreSQL database each time)."""
 
     name = "Indelible"
 
-    def __init__(self, verify_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        verify_workers: int | None = None,
+        store_url: Callable[[], str] | None = None,
+    ) -> None:
         self._workers = verify_workers or os.cpu_count() or 1
         self._opened: OpenLog | None = None
         self._sequencer: Sequencer | None = None
+        self._store_url = store_url
 
     def open(self, directory: Path) -> None:
-        self._opened, self._sequencer = _open(directory)
+        url = self._store_url() if self._store_url is not None else None
+        self._opened, self._sequencer = _open(directory, url)
 
     def append(self, events: Sequence[Event]) -> None:
         assert self._sequencer is not None

