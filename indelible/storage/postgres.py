@@ -413,11 +413,11 @@ class PostgresStore:
             for i, value in enumerate((e.seq, e.leaf, e.leaf_hash, *e.index)):
                 columns[i].append(value)
             for p in e.personal:
-                for i, value in enumerate((e.seq, p.pointer, p.salt, p.value)):
-                    personal[i].append(value)
+                for i, item in enumerate((e.seq, p.pointer, p.salt, p.value)):
+                    personal[i].append(item)
             for kind, ref in e.refs:
-                for i, value in enumerate((kind, ref, e.seq)):
-                    refs[i].append(value)
+                for i, item in enumerate((kind, ref, e.seq)):
+                    refs[i].append(item)
         params.update({f"e{i}": column for i, column in enumerate(columns)})
         params.update({f"p{i}": column for i, column in enumerate(personal)})
         params.update({f"r{i}": column for i, column in enumerate(refs)})
