@@ -201,6 +201,13 @@ SETTINGS: tuple[Setting, ...] = (
         "0 means all of them.",
     ),
     Setting(
+        "lease_wait",
+        False,
+        _bool,
+        "When another process holds a log's write lease, wait for it instead of exiting: a "
+        "standby that starts serving when that process stops.",
+    ),
+    Setting(
         "pg_service_role",
         "",
         str,
@@ -234,6 +241,7 @@ class Settings:
     anchor_interval: float
     witnesses: str
     witness_quorum: int
+    lease_wait: bool
     pg_service_role: str
 
     @property

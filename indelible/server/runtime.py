@@ -110,6 +110,7 @@ class Runtime:
         close_store: bool = True,
         public_tlog: bool = False,
         anchors: AnchorConfig | None = None,
+        wait_for_lease: bool = False,
     ) -> None:
         self.store, self.keys_dir, self.limits, self.clock_ms = store, keys_dir, limits, clock_ms
         self.hub = Hub(
@@ -123,6 +124,7 @@ class Runtime:
                 checkpoint_interval=checkpoint_interval,
                 write_timeout=write_timeout,
                 anchors=anchors or AnchorConfig(),
+                wait_for_lease=wait_for_lease,
             ),
         )
         self.public_tlog = public_tlog
@@ -162,6 +164,7 @@ class Runtime:
         options.setdefault("auth_fail_window", settings.auth_fail_window)
         options.setdefault("limits", limits)
         options.setdefault("public_tlog", settings.public_tlog)
+        options.setdefault("wait_for_lease", settings.lease_wait)
         try:
             options.setdefault("anchors", anchor_config(settings))
         except BaseException:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indelible.core.event import Event
-from indelible.errors import IndelibleError, NotFound, StoreError
+from indelible.errors import IndelibleError, NotFound, StoreError, StoreLocked
 from indelible.service.anchoring import AnchorConfig, Anchorer, FinalCheckpoint, final_checkpoint
 from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, init_log, open_log
@@ -41,6 +41,7 @@ class HubOptions:
     checkpoint_interval: float = 1.0
     write_timeout: float = 30.0  # how long a server-written event may wait for its commit
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    wait_for_lease: bool = False  # a standby: wait for another process's write lease
 
 
 class LogRuntime:
@@ -50,6 +51,16 @@ class LogRuntime:
         if opened.signer is None:
             raise StoreError(f"no signing key for log {opened.info.name!r}: cannot publish")
         self.opened, self._options = opened, options
+        if options.wait_for_lease:
+            try:
+                opened.store.acquire_writer(opened.info.log_id, wait=False)
+            except StoreLocked:
+                log.warning(
+                    "log %r is written by another process: waiting for its write lease",
+                    opened.info.name,
+                )
+                opened.store.acquire_writer(opened.info.log_id, wait=True)
+                log.warning("took the write lease of log %r", opened.info.name)
         self.sequencer = Sequencer(
             opened.store,
             opened.info,

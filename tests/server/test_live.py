@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -175,3 +176,61 @@ def test_run_serves_keys_ingest_queries_and_stops_cleanly_on_sigterm(
             assert client.get("/v1/events", headers=bearer(admin)).status_code == 200
     finally:
         again.stop()
+
+
+def test_a_second_server_exits_or_waits_as_a_standby_and_takes_over(
+    tmp_path: Path, store: list[str]
+) -> None:
+    data = tmp_path / "data"
+    primary = Server(data, store)
+    admin = primary.admin_key()
+    assert admin is not None
+    command = [sys.executable, "-m", "indelible.cli", "run", "--data", str(data), *store]
+    standby: subprocess.Popen[str] | None = None
+    try:
+        with httpx.Client(base_url=primary.base, timeout=10) as client:
+            sent = [billing_event(n) for n in range(3)]
+            assert client.post("/v1/events", json=sent, headers=bearer(admin)).status_code == 201
+        # without lease_wait, a second server refuses to start, naming the reason
+        second = subprocess.run(
+            [*command, "--port", str(free_port())], capture_output=True, text=True, timeout=30
+        )
+        assert second.returncode != 0
+        said = " ".join(second.stderr.split())  # the console wraps long lines
+        assert "[store_locked]" in said and "written by another process" in said, said
+        # with it, it waits (serving nothing) until the primary stops, then takes over
+        port = free_port()
+        standby = subprocess.Popen(
+            [*command, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "INDELIBLE_LEASE_WAIT": "true"},
+        )
+        time.sleep(1.5)
+        assert standby.poll() is None
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            raise AssertionError("the standby answered while the primary held the lease")
+        except httpx.TransportError:
+            pass
+    finally:
+        primary.stop()
+    assert standby is not None
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base, standby)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            got = client.get(
+                "/v1/events", params={"event_type": "invoice.*"}, headers=bearer(admin)
+            ).json()["items"]
+            assert sorted(item["event"]["event_id"] for item in got) == sorted(
+                event["event_id"] for event in sent
+            )
+            more = client.post("/v1/events", json=billing_event(3), headers=bearer(admin))
+            assert more.status_code == 201, more.text
+    finally:
+        standby.send_signal(signal.SIGTERM)
+        _, stderr = standby.communicate(timeout=20)
+    assert standby.returncode == 0, stderr
+    assert "waiting for its write lease" in " ".join(stderr.split())
