@@ -186,6 +186,7 @@ class PostgresStore:
         self._readers: list[_Conn] = []
         self._readers_lock = threading.Lock()
         self._leases: dict[int, _Conn] = {}
+        self._wanted: set[int] = set()  # leases taken and not released: retaken if lost
         self._lease_lock = threading.Lock()
         self._writer = _Conn(self._connect())
         self._check_durability(self._writer.conn)
@@ -384,10 +385,12 @@ class PostgresStore:
                     raise StoreError(f"cannot take the write lease: {_message(exc)}") from exc
                 raise
             self._leases[log_id] = lease
+            self._wanted.add(log_id)
 
     def release_writer(self, log_id: int) -> None:
         with self._lease_lock:
             lease = self._leases.pop(log_id, None)
+            self._wanted.discard(log_id)
         if lease is not None:
             lease.conn.close()  # ending the session releases the advisory lock
 
@@ -399,12 +402,14 @@ class PostgresStore:
         tiles: Mapping[tuple[int, int], bytes],
     ) -> None:
         lease = self._leases.get(log_id)
-        if lease is None:
-            raise StoreError(f"append to log {log_id} without holding its write lease")
-        if lease.conn.closed or lease.conn.broken:
-            # the session, and with it the lock, is gone: another process may hold it now
-            self.release_writer(log_id)
-            raise StoreError(f"the write lease of log {log_id} was lost with its connection")
+        if lease is None or lease.conn.closed or lease.conn.broken:
+            if log_id not in self._wanted:
+                raise StoreError(f"append to log {log_id} without holding its write lease")
+            # The session, and with it the lock, was lost (a restart, a failover, a network
+            # cut). Take it again if no one else has: the size guard below then refuses the
+            # batch if another process wrote meanwhile (the sequencer rereads and goes on).
+            self.acquire_writer(log_id, wait=False)
+            lease = self._leases[log_id]
         params: dict[str, Any] = {"log": log_id, "size": expected_size}
         columns: list[list[Any]] = [[] for _ in _ENTRY_TYPES]
         personal: list[list[Any]] = [[], [], [], []]
@@ -747,6 +752,7 @@ class PostgresStore:
         with self._lease_lock:
             leases = list(self._leases.values())
             self._leases.clear()
+            self._wanted.clear()
         for lease in leases:
             lease.conn.close()
         with self._readers_lock:

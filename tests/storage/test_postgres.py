@@ -122,6 +122,17 @@ def test_row_level_security_is_forced_per_log(
     assert store.latest_checkpoint(acme) is not None
 
 
+def _kill_lease_session(db: pg.Database, log_id: int) -> None:
+    """Terminate the session holding the log's lease (a crash, a failover, a cut network)."""
+    with _as(db.admin_url) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
+            (INDELIBLE_LOCK_SPACE, log_id),
+        ).fetchall()
+    assert killed == [(True,)]
+
+
 def test_the_lease_is_an_advisory_lock_held_until_the_session_ends(
     db: pg.Database, filled: tuple[Store, int, int]
 ) -> None:
@@ -130,21 +141,35 @@ def test_the_lease_is_an_advisory_lock_held_until_the_session_ends(
     try:
         with pytest.raises(StoreLocked):
             other.acquire_writer(acme, wait=False)
-        # the writer's session is killed (a crashed process, a failover): the lock goes with it
-        with _as(db.admin_url) as admin:
-            killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
-                (INDELIBLE_LOCK_SPACE, acme),
-            ).fetchall()
-        assert killed == [(True,)]
+        _kill_lease_session(db, acme)
+        other.acquire_writer(acme, wait=False)  # the lock went with the session: free now
         more = make_rows(5, 1, store.get_entry(acme, 4).leaf_hash)
-        with pytest.raises(StoreError, match=r"lost|failed"):
+        with pytest.raises(StoreError, match="terminating connection"):  # found out on use
             store.append(acme, 5, more, {})
-        other.acquire_writer(acme, wait=False)  # now free for another process
+        with pytest.raises(StoreLocked):  # the first store cannot take it back, nor write
+            store.append(acme, 5, more, {})
+        append_rows(other, acme, more, TileAppender(5, other.get_tiles(acme, [(0, 0)])))
+        assert store.tree_size(acme) == 6
+    finally:
+        other.close()
+
+
+def test_a_lost_lease_is_taken_again_and_the_size_guard_still_holds(
+    db: pg.Database, filled: tuple[Store, int, int]
+) -> None:
+    store, acme, _ = filled
+    _kill_lease_session(db, acme)
+    more = make_rows(5, 2, store.get_entry(acme, 4).leaf_hash)
+    with pytest.raises(StoreError, match="terminating connection"):  # found out on use
+        store.append(acme, 5, more, {})
+    with pytest.raises(StoreError, match="expected 4"):  # retaken, but the log is at 5
+        store.append(acme, 4, more, {})
+    store.append(acme, 5, more, {})
+    assert store.tree_size(acme) == 7
+    other = open_store(db.service_url)
+    try:
         with pytest.raises(StoreLocked):
-            store.acquire_writer(acme, wait=False)
-        assert other.tree_size(acme) == 5
+            other.acquire_writer(acme, wait=False)
     finally:
         other.close()
 
