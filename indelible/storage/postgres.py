@@ -31,14 +31,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from indelible.core.entry import IndexColumns, PersonalValue
+from indelible.core.entry import PersonalValue
 from indelible.errors import ConfigError, DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage import display_url
 from indelible.storage.base import (
@@ -49,7 +48,19 @@ from indelible.storage.base import (
     EntryRow,
     LogInfo,
 )
-from indelible.storage.querysql import where_clause
+from indelible.storage.querysql import (
+    ANCHOR_COLUMNS,
+    ENTRY_COLUMNS,
+    KEY_COLUMNS,
+    anchor_row,
+    entry_row,
+    group_personal,
+    group_refs,
+    key_row,
+    key_values,
+    migrations,
+    where_clause,
+)
 
 __all__ = ["INDELIBLE_LOCK_SPACE", "SCHEMA", "PostgresStore"]
 
@@ -62,10 +73,6 @@ _CHUNK = 2000
 _MOVED = "IDL01"  # SQLSTATE of expect_size: the log is not at the expected size
 _CONNECT_TIMEOUT = 10
 
-_ENTRY_COLUMNS = (
-    "seq, leaf, leaf_hash, event_id, event_type, occurred_at_ms, received_at_ms, actor_id, "
-    "actor_type, target_type, target_id, action, outcome, request_id, ip"
-)
 _ENTRY_TYPES = (
     "bigint[]",
     "bytea[]",
@@ -92,7 +99,7 @@ _ENTRY_TYPES = (
 # PostgreSQL refuses COPY FROM into a table with row-level security.
 _APPEND = (
     "WITH guard AS (SELECT expect_size(%(log)b, %(size)b) AS ok), "
-    f"new_entries AS (INSERT INTO entries (log_id, {_ENTRY_COLUMNS}) "
+    f"new_entries AS (INSERT INTO entries (log_id, {ENTRY_COLUMNS}) "
     "SELECT %(log)b, u.* FROM guard, unnest("
     + ", ".join(f"%(e{i})b::{kind}" for i, kind in enumerate(_ENTRY_TYPES))
     + ") AS u RETURNING 1), "
@@ -110,8 +117,6 @@ _APPEND = (
     "SELECT ok FROM guard"
 )
 _SIZE = "SELECT COALESCE(MAX(seq) + 1, 0) FROM entries WHERE log_id = %s"
-_KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
-_ANCHOR_COLUMNS = "size, kind, authority, evidence, created_at_ms"
 _LOG_COLUMNS = "log_id, name, origin, vkey, created_at_ms"
 
 # What the service role may do: INSERT and SELECT only on what is append-only; tiles are
@@ -131,27 +136,12 @@ T = TypeVar("T")
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("indelible.storage") / "pg_migrations"
-    found = []
-    for item in folder.iterdir():
-        if item.name.endswith(".sql"):
-            found.append((int(item.name.split("_", 1)[0]), item.read_text(encoding="utf-8")))
-    return sorted(found)
+    return migrations("pg_migrations")
 
 
 def schema_version() -> int:
     """The schema version this build of the PostgreSQL store expects."""
     return _migrations()[-1][0]
-
-
-def _row_to_entry(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) -> EntryRow:
-    return EntryRow(
-        seq=row[0],
-        leaf=bytes(row[1]),
-        leaf_hash=bytes(row[2]),
-        index=IndexColumns(*row[3:]),
-        personal=personal,
-    )
 
 
 class _Conn:
@@ -505,20 +495,17 @@ class PostgresStore:
                 "WHERE log_id = %s AND seq = ANY(%s) ORDER BY seq, pointer",
                 (log_id, list(seqs)),
             )
-        found: dict[int, list[PersonalValue]] = {}
-        for seq, pointer, salt, value in rows:
-            found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
-        return {seq: tuple(values) for seq, values in found.items()}
+        return group_personal(rows)
 
     def get_entry(self, log_id: int, seq: int) -> EntryRow:
         def work(c: _Conn) -> EntryRow | None:
             row = c.conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = %s AND seq = %s",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE log_id = %s AND seq = %s",
                 (log_id, seq),
             ).fetchone()
             if row is None:
                 return None
-            return _row_to_entry(row, self._personal(c, log_id, None, seq, seq + 1).get(seq, ()))
+            return entry_row(row, self._personal(c, log_id, None, seq, seq + 1).get(seq, ()))
 
         found = self._read(log_id, "reading an entry", work)
         if found is None:
@@ -532,11 +519,11 @@ class PostgresStore:
 
         def work(c: _Conn) -> dict[str, EntryRow]:
             rows = c.conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = %s AND event_id = ANY(%s)",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE log_id = %s AND event_id = ANY(%s)",
                 (log_id, ids),
             ).fetchall()
             personal = self._personal(c, log_id, [row[0] for row in rows]) if rows else {}
-            return {row[3]: _row_to_entry(row, personal.get(row[0], ())) for row in rows}
+            return {row[3]: entry_row(row, personal.get(row[0], ())) for row in rows}
 
         return self._read(log_id, "looking up event ids", work)
 
@@ -550,7 +537,7 @@ class PostgresStore:
 
             def work(c: _Conn, at: int = at, upto: int = upto) -> list[EntryRow]:
                 rows = c.conn.execute(
-                    f"SELECT {_ENTRY_COLUMNS} FROM entries "
+                    f"SELECT {ENTRY_COLUMNS} FROM entries "
                     "WHERE log_id = %s AND seq >= %s AND seq < %s ORDER BY seq",
                     (log_id, at, upto),
                 ).fetchall()
@@ -558,7 +545,7 @@ class PostgresStore:
                 refs = _refs(c, log_id, at, upto)
                 chunk = []
                 for row in rows:
-                    entry = _row_to_entry(row, personal.get(row[0], ()))
+                    entry = entry_row(row, personal.get(row[0], ()))
                     chunk.append(replace(entry, refs=refs[row[0]]) if row[0] in refs else entry)
                 return chunk
 
@@ -622,25 +609,25 @@ class PostgresStore:
             log_id,
             "listing anchors",
             lambda c: c.conn.execute(
-                f"SELECT {_ANCHOR_COLUMNS} FROM anchors WHERE log_id = %s "
+                f"SELECT {ANCHOR_COLUMNS} FROM anchors WHERE log_id = %s "
                 "AND (%s::bigint IS NULL OR size = %s) AND (%s::text IS NULL OR kind = %s) "
                 "ORDER BY size, kind, authority",
                 (log_id, size, size, kind, kind),
             ).fetchall(),
         )
-        return [_anchor_row(row) for row in rows]
+        return [anchor_row(row) for row in rows]
 
     def latest_anchor(self, log_id: int, kind: str, authority: str) -> AnchorRow | None:
         row = self._read(
             log_id,
             "reading an anchor",
             lambda c: c.conn.execute(
-                f"SELECT {_ANCHOR_COLUMNS} FROM anchors "
+                f"SELECT {ANCHOR_COLUMNS} FROM anchors "
                 "WHERE log_id = %s AND kind = %s AND authority = %s ORDER BY size DESC LIMIT 1",
                 (log_id, kind, authority),
             ).fetchone(),
         )
-        return None if row is None else _anchor_row(row)
+        return None if row is None else anchor_row(row)
 
     # ---- queries
     def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]:
@@ -649,11 +636,11 @@ class PostgresStore:
 
         def work(c: _Conn) -> list[EntryRow]:
             rows = c.conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where} ORDER BY seq {order} LIMIT %s",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {where} ORDER BY seq {order} LIMIT %s",
                 (*params, max(0, query.limit)),
             ).fetchall()
             personal = self._personal(c, log_id, [row[0] for row in rows]) if rows else {}
-            return [_row_to_entry(row, personal.get(row[0], ())) for row in rows]
+            return [entry_row(row, personal.get(row[0], ())) for row in rows]
 
         return self._read(log_id, "querying entries", work)
 
@@ -677,17 +664,8 @@ class PostgresStore:
             None,
             f"storing API key {row.key_id}",
             lambda c: c.conn.execute(
-                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    row.key_id,
-                    row.log_id,
-                    row.name,
-                    row.role,
-                    row.secret_hash,
-                    row.created_at_ms,
-                    row.created_by,
-                    row.revoked_at_ms,
-                ),
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                key_values(row),
             ),
         )
 
@@ -696,24 +674,24 @@ class PostgresStore:
             None,
             "reading an API key",
             lambda c: c.conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,)
             ).fetchone(),
         )
         if row is None:
             raise NotFound(f"no API key {key_id!r}")
-        return _key_row(row)
+        return key_row(row)
 
     def list_api_keys(self, log_id: int | None = None) -> list[ApiKeyRow]:
         rows = self._read(
             None,
             "listing API keys",
             lambda c: c.conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE (%s::bigint IS NULL OR log_id = %s) "
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE (%s::bigint IS NULL OR log_id = %s) "
                 "ORDER BY created_at_ms, key_id",
                 (log_id, log_id),
             ).fetchall(),
         )
-        return [_key_row(row) for row in rows]
+        return [key_row(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, at_ms: int) -> bool:
         cur = self._write(
@@ -768,18 +746,7 @@ def _refs(c: _Conn, log_id: int, start: int, end: int) -> dict[int, tuple[tuple[
         "SELECT seq, ref_type, ref_id FROM entry_refs WHERE log_id = %s AND seq >= %s AND seq < %s",
         (log_id, start, end),
     )
-    found: dict[int, list[tuple[str, str]]] = {}
-    for seq, kind, ref in rows:
-        found.setdefault(seq, []).append((kind, ref))
-    return {seq: tuple(sorted(refs)) for seq, refs in found.items()}
-
-
-def _anchor_row(row: Sequence[Any]) -> AnchorRow:
-    return AnchorRow(row[0], row[1], row[2], bytes(row[3]), row[4])
-
-
-def _key_row(row: Sequence[Any]) -> ApiKeyRow:
-    return ApiKeyRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7])
+    return group_refs(rows)
 
 
 def _message(exc: psycopg.Error) -> str:

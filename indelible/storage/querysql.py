@@ -1,12 +1,94 @@
-"""The SQL of an entry query, shared by the stores (values are always bound, never inlined)."""
+"""SQL shared by the stores: column lists, row mappings, and the WHERE clause of an entry
+query (values are always bound, never inlined)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from importlib import resources
 from typing import Any
 
-from indelible.storage.base import EntryQuery
+from indelible.core.entry import IndexColumns, PersonalValue
+from indelible.storage.base import AnchorRow, ApiKeyRow, EntryQuery, EntryRow
 
-__all__ = ["where_clause"]
+__all__ = [
+    "ANCHOR_COLUMNS",
+    "ENTRY_COLUMNS",
+    "KEY_COLUMNS",
+    "anchor_row",
+    "entry_row",
+    "group_personal",
+    "group_refs",
+    "key_row",
+    "key_values",
+    "migrations",
+    "where_clause",
+]
+
+ENTRY_COLUMNS = (
+    "seq, leaf, leaf_hash, event_id, event_type, occurred_at_ms, received_at_ms, actor_id, "
+    "actor_type, target_type, target_id, action, outcome, request_id, ip"
+)
+KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
+ANCHOR_COLUMNS = "size, kind, authority, evidence, created_at_ms"
+
+
+def migrations(folder: str) -> list[tuple[int, str]]:
+    """The numbered SQL scripts in the package folder ``folder``, by number."""
+    found = []
+    for item in (resources.files("indelible.storage") / folder).iterdir():
+        if item.name.endswith(".sql"):
+            found.append((int(item.name.split("_", 1)[0]), item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def entry_row(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) -> EntryRow:
+    """An entries row selected as ``ENTRY_COLUMNS``."""
+    return EntryRow(
+        seq=row[0],
+        leaf=bytes(row[1]),
+        leaf_hash=bytes(row[2]),
+        index=IndexColumns(*row[3:]),
+        personal=personal,
+    )
+
+
+def anchor_row(row: Sequence[Any]) -> AnchorRow:
+    return AnchorRow(row[0], row[1], row[2], bytes(row[3]), row[4])
+
+
+def key_row(row: Sequence[Any]) -> ApiKeyRow:
+    return ApiKeyRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7])
+
+
+def key_values(row: ApiKeyRow) -> tuple[Any, ...]:
+    """``row`` in ``KEY_COLUMNS`` order, to insert."""
+    return (
+        row.key_id,
+        row.log_id,
+        row.name,
+        row.role,
+        row.secret_hash,
+        row.created_at_ms,
+        row.created_by,
+        row.revoked_at_ms,
+    )
+
+
+def group_personal(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[PersonalValue, ...]]:
+    """(seq, pointer, salt, value) rows, ordered by seq and pointer, grouped by seq."""
+    found: dict[int, list[PersonalValue]] = {}
+    for seq, pointer, salt, value in rows:
+        found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
+    return {seq: tuple(values) for seq, values in found.items()}
+
+
+def group_refs(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[tuple[str, str], ...]]:
+    """(seq, ref_type, ref_id) rows grouped by seq, each group sorted."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    for seq, kind, ref in rows:
+        found.setdefault(seq, []).append((kind, ref))
+    return {seq: tuple(sorted(refs)) for seq, refs in found.items()}
+
 
 _EQUALS = (
     ("actor_id", "actor_id"),

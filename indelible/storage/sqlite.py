@@ -20,13 +20,11 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from indelible.core.entry import IndexColumns, PersonalValue
+from indelible.core.entry import PersonalValue
 from indelible.errors import DuplicateEventId, NotFound, StoreError, StoreLocked
 from indelible.storage.base import (
     AnchorRow,
@@ -36,7 +34,19 @@ from indelible.storage.base import (
     EntryRow,
     LogInfo,
 )
-from indelible.storage.querysql import where_clause
+from indelible.storage.querysql import (
+    ANCHOR_COLUMNS,
+    ENTRY_COLUMNS,
+    KEY_COLUMNS,
+    anchor_row,
+    entry_row,
+    group_personal,
+    group_refs,
+    key_row,
+    key_values,
+    migrations,
+    where_clause,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -49,19 +59,14 @@ WRITER_CACHE_KIB = 65_536
 WAL_CHECKPOINT_INTERVAL = 1.0  # seconds
 WAL_SAFETY_PAGES = 20_000  # 160 MiB of 8 KiB pages
 
-_ENTRY_COLUMNS = (
-    "seq, leaf, leaf_hash, event_id, event_type, occurred_at_ms, received_at_ms, actor_id, "
-    "actor_type, target_type, target_id, action, outcome, request_id, ip"
-)
 _INSERT_ENTRY = (
-    f"INSERT INTO entries (log_id, {_ENTRY_COLUMNS}) "
+    f"INSERT INTO entries (log_id, {ENTRY_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_PERSONAL = (
     "INSERT INTO personal_values (log_id, seq, pointer, salt, value) VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_REF = "INSERT INTO entry_refs (log_id, ref_type, ref_id, seq) VALUES (?, ?, ?, ?)"
-_KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
 _UPSERT_TILE = (
     "INSERT INTO tiles (log_id, level, idx, hashes) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes"
@@ -71,18 +76,7 @@ _CHUNK = 2000
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("indelible.storage") / "migrations"
-    found = []
-    for item in folder.iterdir():
-        if item.name.endswith(".sql"):
-            found.append((int(item.name.split("_", 1)[0]), item.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-def _row_to_entry(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) -> EntryRow:
-    return EntryRow(
-        seq=row[0], leaf=row[1], leaf_hash=row[2], index=IndexColumns(*row[3:]), personal=personal
-    )
+    return migrations("migrations")
 
 
 class SQLiteStore:
@@ -335,7 +329,7 @@ class SQLiteStore:
         return [(level, index) for level, index in rows]
 
     def _personal(self, log_id: int, start: int, end: int) -> dict[int, tuple[PersonalValue, ...]]:
-        return _group_personal(
+        return group_personal(
             self._reader().execute(
                 "SELECT seq, pointer, salt, value FROM personal_values "
                 "WHERE log_id = ? AND seq >= ? AND seq < ? ORDER BY seq, pointer",
@@ -347,7 +341,7 @@ class SQLiteStore:
         self, log_id: int, seqs: Sequence[int]
     ) -> dict[int, tuple[PersonalValue, ...]]:
         marks = ",".join("?" * len(seqs))
-        return _group_personal(
+        return group_personal(
             self._reader().execute(
                 "SELECT seq, pointer, salt, value FROM personal_values "
                 f"WHERE log_id = ? AND seq IN ({marks}) ORDER BY seq, pointer",
@@ -359,14 +353,14 @@ class SQLiteStore:
         row = (
             self._reader()
             .execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq = ?",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq = ?",
                 (log_id, seq),
             )
             .fetchone()
         )
         if row is None:
             raise NotFound(f"no entry at seq {seq}")
-        return _row_to_entry(row, self._personal(log_id, seq, seq + 1).get(seq, ()))
+        return entry_row(row, self._personal(log_id, seq, seq + 1).get(seq, ()))
 
     def find_event_ids(self, log_id: int, event_ids: Sequence[str]) -> dict[str, EntryRow]:
         found: dict[str, EntryRow] = {}
@@ -376,12 +370,12 @@ class SQLiteStore:
             part = ids[at : at + 500]
             marks = ",".join("?" * len(part))
             rows = conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND event_id IN ({marks})",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND event_id IN ({marks})",
                 (log_id, *part),
             ).fetchall()
             personal = self._personal_of(log_id, [row[0] for row in rows]) if rows else {}
             for row in rows:
-                found[row[3]] = _row_to_entry(row, personal.get(row[0], ()))
+                found[row[3]] = entry_row(row, personal.get(row[0], ()))
         return found
 
     def iter_entries(
@@ -393,14 +387,14 @@ class SQLiteStore:
         while at < stop:
             upto = min(at + _CHUNK, stop)
             rows = conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq >= ? AND seq < ? "
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE log_id = ? AND seq >= ? AND seq < ? "
                 "ORDER BY seq",
                 (log_id, at, upto),
             ).fetchall()
             personal = self._personal(log_id, at, upto)
             refs = self.get_refs(log_id, at, upto)
             for row in rows:
-                entry = _row_to_entry(row, personal.get(row[0], ()))
+                entry = entry_row(row, personal.get(row[0], ()))
                 yield replace(entry, refs=refs[row[0]]) if row[0] in refs else entry
             at = upto
 
@@ -456,24 +450,24 @@ class SQLiteStore:
         self, log_id: int, *, size: int | None = None, kind: str | None = None
     ) -> list[AnchorRow]:
         rows = self._reader().execute(
-            f"SELECT {_ANCHOR_COLUMNS} FROM anchors WHERE log_id = ? "
+            f"SELECT {ANCHOR_COLUMNS} FROM anchors WHERE log_id = ? "
             "AND (? IS NULL OR size = ?) AND (? IS NULL OR kind = ?) "
             "ORDER BY size, kind, authority",
             (log_id, size, size, kind, kind),
         )
-        return [_anchor_row(row) for row in rows]
+        return [anchor_row(row) for row in rows]
 
     def latest_anchor(self, log_id: int, kind: str, authority: str) -> AnchorRow | None:
         row = (
             self._reader()
             .execute(
-                f"SELECT {_ANCHOR_COLUMNS} FROM anchors "
+                f"SELECT {ANCHOR_COLUMNS} FROM anchors "
                 "WHERE log_id = ? AND kind = ? AND authority = ? ORDER BY size DESC LIMIT 1",
                 (log_id, kind, authority),
             )
             .fetchone()
         )
-        return None if row is None else _anchor_row(row)
+        return None if row is None else anchor_row(row)
 
     # ---- queries
     def query_entries(self, log_id: int, query: EntryQuery) -> list[EntryRow]:
@@ -482,13 +476,13 @@ class SQLiteStore:
         rows = (
             self._reader()
             .execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where} ORDER BY seq {order} LIMIT ?",
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {where} ORDER BY seq {order} LIMIT ?",
                 (*params, max(0, query.limit)),
             )
             .fetchall()
         )
         personal = self._personal_of(log_id, [row[0] for row in rows]) if rows else {}
-        return [_row_to_entry(row, personal.get(row[0], ())) for row in rows]
+        return [entry_row(row, personal.get(row[0], ())) for row in rows]
 
     def count_entries(self, log_id: int, query: EntryQuery) -> int:
         where, params = where_clause(log_id, query, "?")
@@ -503,27 +497,15 @@ class SQLiteStore:
             "WHERE log_id = ? AND seq >= ? AND seq < ?",
             (log_id, start, end),
         )
-        found: dict[int, list[tuple[str, str]]] = {}
-        for seq, kind, ref in rows:
-            found.setdefault(seq, []).append((kind, ref))
-        return {seq: tuple(sorted(refs)) for seq, refs in found.items()}
+        return group_refs(rows)
 
     # ---- access
     def add_api_key(self, row: ApiKeyRow) -> None:
         with self._write_lock:
             try:
                 self._writer.execute(
-                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.key_id,
-                        row.log_id,
-                        row.name,
-                        row.role,
-                        row.secret_hash,
-                        row.created_at_ms,
-                        row.created_by,
-                        row.revoked_at_ms,
-                    ),
+                    f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    key_values(row),
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot store API key {row.key_id}: {exc}") from exc
@@ -531,25 +513,25 @@ class SQLiteStore:
     def get_api_key(self, key_id: str) -> ApiKeyRow:
         row = (
             self._reader()
-            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
+            .execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
             .fetchone()
         )
         if row is None:
             raise NotFound(f"no API key {key_id!r}")
-        return _key_row(row)
+        return key_row(row)
 
     def list_api_keys(self, log_id: int | None = None) -> list[ApiKeyRow]:
         if log_id is None:
             rows = self._reader().execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, key_id"
+                f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, key_id"
             )
         else:
             rows = self._reader().execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE log_id = ? "
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE log_id = ? "
                 "ORDER BY created_at_ms, key_id",
                 (log_id,),
             )
-        return [_key_row(row) for row in rows]
+        return [key_row(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, at_ms: int) -> bool:
         with self._write_lock:
@@ -593,24 +575,6 @@ class SQLiteStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
-
-
-_ANCHOR_COLUMNS = "size, kind, authority, evidence, created_at_ms"
-
-
-def _anchor_row(row: Sequence[Any]) -> AnchorRow:
-    return AnchorRow(row[0], row[1], row[2], bytes(row[3]), row[4])
-
-
-def _key_row(row: Sequence[Any]) -> ApiKeyRow:
-    return ApiKeyRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7])
-
-
-def _group_personal(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[PersonalValue, ...]]:
-    found: dict[int, list[PersonalValue]] = {}
-    for seq, pointer, salt, value in rows:
-        found.setdefault(seq, []).append(PersonalValue(pointer, bytes(salt), bytes(value)))
-    return {seq: tuple(values) for seq, values in found.items()}
 
 
 def _split_sql(script: str) -> list[str]:
