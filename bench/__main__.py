@@ -6,7 +6,8 @@ subject durable (fsync'd) on each call; proofs against pymerkle. Prints one tabl
 HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, unless
 ``--no-http``; ``--http-only`` runs just those. The PostgreSQL store against the SQLite store
 (``bench/pg_bench.py``) runs on the local server unless ``--no-pg``; ``--pg-only`` runs just
-that.
+that. pg-capture's cost on a 10,000-row UPDATE (``bench/capture_bench.py``) runs there too,
+unless ``--no-capture``; ``--capture-only`` runs just that.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.capture_bench import capture_rows
 from bench.http_bench import http_rows
 from bench.indelible_subjects import IndelibleIngestSubject, IndelibleProofSubject
 from bench.measure import Row, build_and_prove, ingest_rate, print_table, settle_heap, verify_rate
@@ -119,6 +121,13 @@ def main() -> None:
         help="PostgreSQL store vs SQLite store on the local server (default: on)",
     )
     parser.add_argument("--pg-only", action="store_true", help="only the PostgreSQL figures")
+    parser.add_argument(
+        "--capture",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pg-capture's cost on a 10,000-row UPDATE on the local server (default: on)",
+    )
+    parser.add_argument("--capture-only", action="store_true", help="only the pg-capture figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -128,6 +137,12 @@ def main() -> None:
     started = time.perf_counter()
     if args.http_only:
         print_table(http_rows(args, console), title="Indelible over HTTP (same machine, same run)")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
+    if args.capture_only:
+        print_table(
+            capture_rows(args, console), title="pg-capture: cost on the application's writes"
+        )
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
@@ -140,6 +155,8 @@ def main() -> None:
     rows = _ingest_rows(args, console, events, budget)
     if args.pg:
         rows += pg_rows(args, console, events)
+    if args.capture:
+        rows += capture_rows(args, console)
     del events
     if not args.skip_proofs:
         rows += _proof_rows(args, console)

@@ -709,6 +709,201 @@ def witness_serve(
         witness.state.close()
 
 
+# ---- indelible pg-capture: changes made directly in an application's PostgreSQL database
+
+pg_capture_cli = typer.Typer(
+    help="Capture changes made directly in an application's PostgreSQL database (docs/capture.md).",
+    no_args_is_help=True,
+)
+app.add_typer(pg_capture_cli, name="pg-capture")
+
+DsnOpt = Annotated[
+    str,
+    typer.Option(
+        "--dsn",
+        envvar="INDELIBLE_CAPTURE_DSN",
+        help="libpq URL or connection string of the application's database "
+        "(or INDELIBLE_CAPTURE_DSN).",
+        show_default=False,
+    ),
+]
+CaptureTableOpt = Annotated[
+    str, typer.Option("--table", help="The captured table: schema.table (or on search_path).")
+]
+
+
+def _names(value: str | None) -> list[str] | None:
+    return value.split(",") if value else None
+
+
+@contextmanager
+def _capture_db(dsn: str) -> Iterator[Any]:
+    from indelible.service.pgcapture import connect, database_errors
+
+    conn = connect(dsn, autocommit=False)
+    try:
+        with database_errors(dsn):
+            yield conn
+    finally:
+        conn.close()
+
+
+@pg_capture_cli.command("install")
+def pg_capture_install(
+    dsn: DsnOpt,
+    table: CaptureTableOpt,
+    columns: Annotated[
+        str | None, typer.Option(help="Comma-separated columns to record (default: all).")
+    ] = None,
+    target_type: Annotated[
+        str | None, typer.Option(help="The events' target type (default: the table's name).")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated columns of a unique key (default: the primary key)."),
+    ] = None,
+    relay_role: Annotated[
+        str | None, typer.Option(help="A role to grant what the relay needs, and no more.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Install (or repair, or reshape) the outbox and triggers capturing one table."""
+    from indelible.service.pgcapture import install
+
+    with _capture_db(dsn) as conn:
+        result = install(
+            conn,
+            table,
+            columns=_names(columns),
+            key=_names(key),
+            target_type=target_type,
+            relay_role=relay_role,
+        )
+    said = {
+        "installed": "installed the capture of",
+        "unchanged": "capture already installed, triggers recreated, on",
+        "new_generation": f"started outbox generation {result.generation} of",
+    }[result.outcome]
+    _emit(
+        as_json,
+        result.to_dict(),
+        f"{said} {result.table}: events {result.target_type}.created|updated|deleted, key "
+        f"{','.join(result.key)}, columns {', '.join(c.name for c in result.columns)}",
+    )
+
+
+@pg_capture_cli.command("uninstall")
+def pg_capture_uninstall(
+    dsn: DsnOpt,
+    table: CaptureTableOpt,
+    force: Annotated[
+        bool, typer.Option("--force", help="Uninstall even if the outbox still holds rows.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove one table's triggers and outbox (the schema too, with the last one)."""
+    from indelible.service.pgcapture import uninstall
+
+    with _capture_db(dsn) as conn:
+        result = uninstall(conn, table, force=force)
+    _emit(
+        as_json,
+        result,
+        f"removed the capture of {table}"
+        + (f"; DISCARDED {result['discarded']} outbox rows" if result["discarded"] else ""),
+    )
+
+
+@pg_capture_cli.command("status")
+def pg_capture_status(dsn: DsnOpt, as_json: JsonOpt = False) -> None:
+    """Each captured table: triggers, outbox depth, oldest pending change, rejected rows."""
+    from indelible.service.pgcapture import status
+
+    with _capture_db(dsn) as conn:
+        result = status(conn)
+    lines = [] if result["installed"] else ["pg-capture is not installed in this database"]
+    for capture in result["captures"]:
+        age = capture["oldest_pending_age_s"]
+        lines.append(
+            f"{capture['table']} -> {capture['target_type']}: {capture['pending']} pending"
+            + (f" (oldest {age:.1f} s)" if age is not None else "")
+            + f", {capture['rejected']} rejected"
+        )
+        lines += [f"  PROBLEM: {problem}" for problem in capture["problems"]]
+        lines += [
+            f"  rejected {row['statement']}/{row['row']} at {row['rejected_at']}: {row['error']}"
+            for row in capture["rejected_rows"]
+        ]
+    _emit(as_json, result, "\n".join(lines))
+
+
+@pg_capture_cli.command("requeue")
+def pg_capture_requeue(
+    dsn: DsnOpt,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Only this table's rows (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send rejected outbox rows again (after the limit that refused them was raised)."""
+    from indelible.service.pgcapture import requeue
+
+    with _capture_db(dsn) as conn:
+        result = requeue(conn, table)
+    _emit(as_json, result, f"requeued {result['requeued']} rejected rows")
+
+
+@pg_capture_cli.command("relay")
+def pg_capture_relay(
+    dsn: DsnOpt,
+    url: Annotated[str, typer.Option(help="Indelible's base URL, e.g. http://indelible:8700.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="INDELIBLE_TOKEN",
+            help="An API key that may ingest (or INDELIBLE_TOKEN).",
+            show_default=False,
+        ),
+    ],
+    batch: Annotated[int, typer.Option(help="Most events per request (1-1000).")] = 1000,
+    poll: Annotated[
+        float, typer.Option(help="Seconds between reads when no NOTIFY arrives.")
+    ] = 5.0,
+    max_backoff: Annotated[
+        float, typer.Option(help="Longest wait, in seconds, between retries.")
+    ] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the outbox into the Indelible log until SIGTERM or Ctrl-C (docs/capture.md)."""
+    import logging
+    import signal
+
+    from indelible.service.pgcapture import Relay, RelayOptions, database_errors
+
+    relay = Relay(RelayOptions(dsn, url, token, batch, poll, max_backoff))
+    logger = logging.getLogger("indelible.pgcapture")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    previous = {
+        signum: signal.signal(signum, lambda *_: relay.stop())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with database_errors(dsn):
+            stats = relay.run()
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+    _emit(
+        as_json,
+        stats.to_dict(),
+        f"relay stopped: {stats.relayed} events relayed, {stats.rejected} rejected",
+    )
+
+
 def _exit_code(exc: IndelibleError) -> int:
     if isinstance(exc, VerificationError):
         return 1
