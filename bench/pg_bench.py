@@ -49,14 +49,16 @@ class _Databases:
         self.made: list[str] = []
 
     def fresh(self) -> str:
+        """The store URL of a new, empty database."""
         self.drop_all()
         name = f"indelible_bench_{secrets.token_hex(4)}"
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.made.append(name)
         info = psycopg.conninfo.conninfo_to_dict(self.admin)
-        info["dbname"] = name
-        return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+        user = f"{info['user']}@" if info.get("user") else ""
+        port = f":{info['port']}" if info.get("port") else ""
+        return f"postgresql://{user}{info.get('host', '127.0.0.1')}{port}/{name}"
 
     def drop_all(self) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -65,13 +67,6 @@ class _Databases:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
         self.made.clear()
-
-
-def _dsn_to_url(dsn: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    user = f"{info['user']}@" if info.get("user") else ""
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', '127.0.0.1')}{port}/{info['dbname']}"
 
 
 def _sealed_batches(events: Sequence[Event], call_size: int) -> list[list[EntryRow]]:
@@ -129,7 +124,7 @@ def pg_rows(args: argparse.Namespace, console: Console, events: Sequence[Event])
     rows: list[Row] = []
     try:
         for call_size in (1, 100, 1000):
-            on_pg = IndelibleIngestSubject(store_url=lambda: _dsn_to_url(databases.fresh()))
+            on_pg = IndelibleIngestSubject(store_url=lambda: databases.fresh())
             on_sqlite = IndelibleIngestSubject()
             theirs = ingest_rate(on_sqlite, events, call_size, budget, workdir=args.workdir)
             mine = ingest_rate(on_pg, events, call_size, budget, workdir=args.workdir)
@@ -151,7 +146,7 @@ def pg_rows(args: argparse.Namespace, console: Console, events: Sequence[Event])
         batches = _sealed_batches(events[:count], 1000)
         with _sqlite_stores(args.workdir) as sqlite_fresh:
             theirs = _store_rate(sqlite_fresh, batches, budget)
-        mine = _store_rate(lambda: open_store(_dsn_to_url(databases.fresh())), batches, budget)
+        mine = _store_rate(lambda: open_store(databases.fresh()), batches, budget)
         databases.drop_all()
         console.log(
             f"store only, batches of 1,000: PostgreSQL {mine:,.0f} rows/s, SQLite {theirs:,.0f}"

@@ -18,7 +18,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.net import free_port
 
 DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -84,12 +85,6 @@ def binaries() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def own_cluster(*, fsync: bool = True) -> Iterator[Server]:
     """initdb + pg_ctl start in a directory of its own; stopped and removed afterwards.
@@ -110,7 +105,7 @@ def own_cluster(*, fsync: bool = True) -> Iterator[Server]:
             raise RuntimeError("running as root and there is no postgres user for initdb") from exc
         prefix = ["runuser", "-u", "postgres", "--"]
         os.chown(base, owner.pw_uid, owner.pw_gid)
-    data, port = base / "cluster", _free_port()
+    data, port = base / "cluster", free_port()
     run = {"check": True, "capture_output": True, "timeout": 120}
     subprocess.run(
         [*prefix, str(folder / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],

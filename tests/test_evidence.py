@@ -24,7 +24,8 @@ from indelible.core.note import parse_note
 from indelible.storage.sqlite import SQLiteStore
 from tests.conftest import CliResult, run_cli
 from tests.factories import billing_event
-from tests.server.test_live import Server, bearer, free_port
+from tests.net import free_port
+from tests.server.test_live import Server, bearer
 from tests.tsa import TSA
 
 

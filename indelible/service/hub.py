@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indelible.core.event import Event
-from indelible.errors import IndelibleError, NotFound, StoreError, StoreLocked
+from indelible.errors import IndelibleError, NotFound, StoreError
 from indelible.service.anchoring import AnchorConfig, Anchorer, FinalCheckpoint, final_checkpoint
 from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, init_log, open_log
@@ -51,16 +51,6 @@ class LogRuntime:
         if opened.signer is None:
             raise StoreError(f"no signing key for log {opened.info.name!r}: cannot publish")
         self.opened, self._options = opened, options
-        if options.wait_for_lease:
-            try:
-                opened.store.acquire_writer(opened.info.log_id, wait=False)
-            except StoreLocked:
-                log.warning(
-                    "log %r is written by another process: waiting for its write lease",
-                    opened.info.name,
-                )
-                opened.store.acquire_writer(opened.info.log_id, wait=True)
-                log.warning("took the write lease of log %r", opened.info.name)
         self.sequencer = Sequencer(
             opened.store,
             opened.info,
@@ -68,6 +58,7 @@ class LogRuntime:
             random_bytes=options.random_bytes,
             max_batch=options.max_batch,
             max_pending=options.max_pending,
+            wait_for_lease=options.wait_for_lease,
         )
         self.publisher = Publisher(
             opened.store,

@@ -13,6 +13,7 @@ pending request into one transaction, so many concurrent appends share one fsync
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -33,10 +34,28 @@ from indelible.errors import (
     IndelibleError,
     Overloaded,
     StoreError,
+    StoreLocked,
 )
 from indelible.storage.base import CheckpointRow, EntryRow, LogInfo, Store
 
 __all__ = ["Publisher", "Receipt", "Sequencer"]
+
+_logger = logging.getLogger("indelible.service")
+
+
+def _take_lease(store: Store, info: LogInfo, wait: bool) -> None:
+    """Take the log's write lease; held elsewhere, wait for it (saying so) or raise."""
+    try:
+        store.acquire_writer(info.log_id, wait=False)
+    except StoreLocked:
+        if not wait:
+            raise
+        _logger.warning(
+            "log %r is written by another process: waiting for its write lease", info.name
+        )
+        store.acquire_writer(info.log_id, wait=True)
+        _logger.warning("took the write lease of log %r", info.name)
+
 
 Clock = Callable[[], int]
 RandomBytes = Callable[[int], bytes]
@@ -88,7 +107,7 @@ class Sequencer:
         self._max_batch, self._max_pending = max_batch, max_pending
         # Deliberately broken mode for the crash suite only: acks before the commit.
         self._ack_before_commit = ack_before_commit
-        store.acquire_writer(log.log_id, wait=wait_for_lease)
+        _take_lease(store, log, wait_for_lease)
         self._cv = threading.Condition()
         self._commit_lock = threading.Lock()  # one commit at a time owns the right edge
         self._pending: deque[_Request] = deque()

@@ -179,7 +179,7 @@ class PostgresStore:
         self._wanted: set[int] = set()  # leases taken and not released: retaken if lost
         self._lease_lock = threading.Lock()
         self._writer = _Conn(self._connect())
-        self._check_durability(self._writer.conn)
+        self._check_durability()
         version = self._version(self._writer.conn)
         if version is None and not create:
             self.close()
@@ -203,8 +203,8 @@ class PostgresStore:
             raise StoreError(f"cannot connect to PostgreSQL at {self._shown}: {exc}") from exc
         return conn
 
-    def _check_durability(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        row = conn.execute("SELECT current_setting('fsync')").fetchone()
+    def _check_durability(self) -> None:
+        row = self._writer.conn.execute("SELECT current_setting('fsync')").fetchone()
         if row is None or row[0] != "on":
             self._writer.conn.close()
             raise StoreError(

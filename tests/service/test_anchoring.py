@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from indelible.service.timestamping import verify_timestamp
 from indelible.service.witness import Witness, init_witness
 from indelible.storage.sqlite import SQLiteStore
 from tests.factories import billing_event
+from tests.net import free_port
 from tests.tsa import TSA, Mode, closed_port_url
 
 
@@ -47,19 +47,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class LiveWitness:
     """A witness served over real HTTP by uvicorn, in a thread."""
 
     def __init__(self, directory: Path, name: str) -> None:
         self.witness: Witness = init_witness(directory, name, os.urandom)
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(
             create_witness_app(self.witness), host="127.0.0.1", port=port, log_level="warning"

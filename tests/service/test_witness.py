@@ -54,6 +54,7 @@ from indelible.storage.sqlite import SQLiteStore
 from indelible.storage.witness_state import StaleSize, WitnessState
 from tests.conftest import run_cli
 from tests.factories import billing_event
+from tests.net import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -616,12 +617,6 @@ def test_init_and_open_refusals(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The CLI and a live witness; the log's client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
