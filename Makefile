@@ -10,7 +10,7 @@ DATA   ?= ./data
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[server,postgres,ui,dev]'
+	$(BIN)/python -m pip install -q -e '.[server,postgres,ui,sdk,alerts,dev]'
 	touch $(STAMP)
 
 ## run: set up and start Indelible on SQLite under ./data
