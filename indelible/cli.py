@@ -41,7 +41,7 @@ from indelible.service.ingest import Publisher, Receipt, Sequencer
 from indelible.service.logs import OpenLog, default_origin, init_log, open_log
 from indelible.service.proofs import consistency_proof, inclusion_proof
 from indelible.service.remote import RemoteLog, check_remote, post_export
-from indelible.service.verify import verify_log
+from indelible.service.verification import verify_and_record
 from indelible.storage import display_url, open_store
 
 __all__ = ["app", "main"]
@@ -255,23 +255,22 @@ def verify(
         size = opened.store.tree_size(opened.info.log_id)
         with _progress(size > 100_000 and not as_json) as bar:
             task = bar.add_task("verifying", total=size)
-            report = verify_log(
+            document = verify_and_record(
                 opened.store,
                 opened.info,
                 verifier,
+                by="command line",
+                clock_ms=now_ms,
                 held=held,
                 workers=workers or settings.verify_workers,
                 progress=lambda done, total: bar.update(task, completed=done),
+                raise_failure=True,
             )
-    document = {"ok": True, **report.to_dict()}
+    unpublished, held_sizes = document["unpublished"], document["held_checkpoint_sizes"]
     text = (
-        f"ok: {report.size} entries, {report.checkpoints_checked} checkpoints verified"
-        + (
-            f"; {report.unpublished} entries not yet covered by a checkpoint"
-            if report.unpublished
-            else ""
-        )
-        + (f"; held checkpoints {report.held_checkpoint_sizes} consistent" if held else "")
+        f"ok: {document['size']} entries, {document['checkpoints_checked']} checkpoints verified"
+        + (f"; {unpublished} entries not yet covered by a checkpoint" if unpublished else "")
+        + (f"; held checkpoints {held_sizes} consistent" if held else "")
     )
     if vkey is None:
         text += "\nnote: trusted the verification key stored in the log; pass --vkey to pin yours"

@@ -91,6 +91,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _cookie_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "true", "false"):
+        raise ValueError("must be auto, true or false")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", "./data", str, "Directory holding the store and the signing keys."),
     Setting(
@@ -207,6 +214,21 @@ SETTINGS: tuple[Setting, ...] = (
         "When another process holds a log's write lease, wait for it instead of exiting: a "
         "standby that starts serving when that process stops.",
     ),
+    Setting("ui", True, _bool, "Serve the web UI at / (the JSON API is served either way)."),
+    Setting(
+        "ui_session_minutes",
+        480,
+        _positive_int,
+        "Lifetime of a web UI session from its login, in minutes; a session also ends at "
+        "logout and as soon as its API key is revoked.",
+    ),
+    Setting(
+        "ui_secure_cookie",
+        "auto",
+        _cookie_mode,
+        "Mark the web UI's session cookie Secure: auto (when the request came over HTTPS, as "
+        "the server or a trusted proxy sees it), true, or false.",
+    ),
     Setting(
         "pg_service_role",
         "",
@@ -242,6 +264,9 @@ class Settings:
     witnesses: str
     witness_quorum: int
     lease_wait: bool
+    ui: bool
+    ui_session_minutes: int
+    ui_secure_cookie: str
     pg_service_role: str
 
     @property

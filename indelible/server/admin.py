@@ -25,7 +25,15 @@ from indelible.service.audit import RequestInfo, key_subject
 from indelible.service.logs import default_origin
 from indelible.storage.base import ApiKeyRow, LogInfo
 
-__all__ = ["router"]
+__all__ = [
+    "NewKey",
+    "NewTenant",
+    "change_settings",
+    "new_key",
+    "new_tenant",
+    "revoke",
+    "router",
+]
 
 
 router = APIRouter()
@@ -66,8 +74,14 @@ async def list_keys(request: Request, principal: MANAGE) -> Response:
 )
 async def create_key(request: Request, principal: MANAGE, body: NewKey) -> Response:
     """A new API key of the tenant; its token is in this response and nowhere else."""
-    runtime = runtime_of(request)
-    info = request_info(request)
+    row, token = await new_key(runtime_of(request), principal, request_info(request), body)
+    return json_response({**key_view(row, principal.log_name), "token": token}, 201)
+
+
+async def new_key(
+    runtime: Runtime, principal: Principal, info: RequestInfo, body: NewKey
+) -> tuple[ApiKeyRow, str]:
+    """Create the key and record ``audit.key_created`` (the key is revoked if that fails)."""
     row, token = await run_in_threadpool(
         runtime.keys.create, principal.log_id, body.role, body.name, principal.key_id
     )
@@ -83,7 +97,7 @@ async def create_key(request: Request, principal: MANAGE, body: NewKey) -> Respo
     except BaseException:
         await run_in_threadpool(runtime.keys.revoke, principal.log_id, row.key_id)
         raise
-    return json_response({**key_view(row, principal.log_name), "token": token}, 201)
+    return row, token
 
 
 @router.delete("/v1/keys/{key_id}", responses=errors(401, 403, 404, 422, 429, 503), tags=["admin"])
@@ -93,8 +107,14 @@ async def revoke_key(
     key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
 ) -> Response:
     """Revoke one of the tenant's keys; it fails on its next request. Idempotent."""
-    runtime = runtime_of(request)
-    info = request_info(request)
+    row = await revoke(runtime_of(request), principal, request_info(request), key_id)
+    return json_response(key_view(row, principal.log_name))
+
+
+async def revoke(
+    runtime: Runtime, principal: Principal, info: RequestInfo, key_id: str
+) -> ApiKeyRow:
+    """Revoke the key (never the tenant's last admin key) and record ``audit.key_revoked``."""
     before = await run_in_threadpool(runtime.keys.get, principal.log_id, key_id)
     if before.role == "admin" and before.revoked_at_ms is None:
         admins = [
@@ -116,7 +136,7 @@ async def revoke_key(
             request=info,
             **key_subject(row),
         )
-    return json_response(key_view(row, principal.log_name))
+    return row
 
 
 # ---- tenant settings
@@ -130,9 +150,15 @@ async def get_settings(request: Request, principal: MANAGE) -> Response:
 async def patch_settings(request: Request, principal: MANAGE, body: SettingsPatch) -> Response:
     """Change settings of the tenant; each change is recorded with its before and after."""
     runtime = runtime_of(request)
-    info = request_info(request)
-    before = runtime.tenant_settings(principal.log_id)
     given = body.model_dump(exclude_none=True)
+    return json_response(await change_settings(runtime, principal, request_info(request), given))
+
+
+async def change_settings(
+    runtime: Runtime, principal: Principal, info: RequestInfo, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply and record ``audit.settings_changed`` (restored if that fails); the settings."""
+    before = runtime.tenant_settings(principal.log_id)
     changes = [
         {"field": name, "before": before[name], "after": value}
         for name, value in given.items()
@@ -159,7 +185,7 @@ async def patch_settings(request: Request, principal: MANAGE, body: SettingsPatc
                     runtime.set_tenant_setting, principal.log_id, change["field"], change["before"]
                 )
             raise
-    return json_response(runtime.tenant_settings(principal.log_id))
+    return runtime.tenant_settings(principal.log_id)
 
 
 # ---- tenants
@@ -184,7 +210,20 @@ async def create_tenant(request: Request, principal: TENANTS, body: NewTenant) -
     """A new tenant: its own log, origin and signing key, and its first admin key (whose
     token is in this response and nowhere else)."""
     runtime = runtime_of(request)
-    info = request_info(request)
+    tenant, row, token = await new_tenant(runtime, principal, request_info(request), body)
+    return json_response(
+        {
+            "tenant": runtime.tenant_view(tenant),
+            "admin_key": {**key_view(row, tenant.name), "token": token},
+        },
+        201,
+    )
+
+
+async def new_tenant(
+    runtime: Runtime, principal: Principal, info: RequestInfo, body: NewTenant
+) -> tuple[LogInfo, ApiKeyRow, str]:
+    """Create the tenant and its first admin key, and record both."""
     origin = body.origin or default_origin(socket.gethostname(), body.name)
     tenant = await run_in_threadpool(runtime.create_tenant, body.name, origin)
     row, token = await run_in_threadpool(
@@ -198,13 +237,7 @@ async def create_tenant(request: Request, principal: TENANTS, body: NewTenant) -
         # The log exists now and stays (logs are never deleted); its first key does not.
         await run_in_threadpool(runtime.keys.revoke, tenant.log_id, row.key_id)
         raise
-    return json_response(
-        {
-            "tenant": runtime.tenant_view(tenant),
-            "admin_key": {**key_view(row, tenant.name), "token": token},
-        },
-        201,
-    )
+    return tenant, row, token
 
 
 async def _record_tenant(

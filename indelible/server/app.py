@@ -51,6 +51,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(evidence.router)
     app.include_router(tlog.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if runtime.ui.enabled:
+        from indelible.server import ui  # Jinja2 (the ui extra) only when the UI is served
+
+        ui.install(app, runtime)
     app.add_middleware(IngestFastPath)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts both paths
     return app

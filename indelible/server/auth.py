@@ -29,7 +29,16 @@ from indelible.server.runtime import Runtime
 from indelible.service.access import Permission, Principal
 from indelible.service.audit import SYSTEM_ACTOR, RequestInfo
 
-__all__ = ["admit", "authorized", "bearer_token", "request_info", "runtime_of"]
+__all__ = [
+    "admit",
+    "authorized",
+    "bearer_token",
+    "client_address",
+    "deny",
+    "request_info",
+    "runtime_of",
+    "user_agent",
+]
 
 log = logging.getLogger("indelible.server")
 
@@ -69,13 +78,13 @@ def request_info(request: Request) -> RequestInfo:
         raise InputError("X-Request-Id must be at most 200 printable characters")
     return RequestInfo(
         ip=client_address(request),
-        user_agent=_user_agent(request),
+        user_agent=user_agent(request),
         request_id=request_id or None,
         reason=reason or None,
     )
 
 
-def _user_agent(request: Request) -> str | None:
+def user_agent(request: Request) -> str | None:
     user_agent = request.headers.get("user-agent")
     return user_agent[:512] if user_agent else None
 
@@ -94,7 +103,7 @@ async def _record_failure(
 ) -> None:
     """Write the failed authentication to the operator log; a failure to write is logged
     (the request is refused all the same)."""
-    info = RequestInfo(ip=client_address(request), user_agent=_user_agent(request))
+    info = RequestInfo(ip=client_address(request), user_agent=user_agent(request))
     data = {"reason": failure.message, "route": request.url.path}
     claimed = _CLAIMED_KEY.match(token or "")
     if claimed is not None:
@@ -156,15 +165,24 @@ async def admit(request: Request, token: str | None, permission: Permission) -> 
         await _record_failure(runtime, request, token, failure, tripped)
         raise
     if not principal.allows(permission):
-        await runtime.record(
-            principal.log_id,
-            "audit.access_denied",
-            actor=principal.actor(),
-            action=permission.value,
-            outcome="denied",
-            request=RequestInfo(ip=address, user_agent=_user_agent(request)),
-            data={"route": request.url.path, "method": request.method, "role": principal.role},
-        )
-        principal.require(permission)
+        await deny(request, principal, permission)
     request.state.principal = principal
     return principal
+
+
+async def deny(
+    request: Request, principal: Principal, permission: Permission, source: str = "api"
+) -> None:
+    """Write ``audit.access_denied`` to the principal's log, then raise ``Forbidden``."""
+    await runtime_of(request).record(
+        principal.log_id,
+        "audit.access_denied",
+        actor=principal.actor(),
+        action=permission.value,
+        outcome="denied",
+        request=RequestInfo(
+            ip=client_address(request), user_agent=user_agent(request), source=source
+        ),
+        data={"route": request.url.path, "method": request.method, "role": principal.role},
+    )
+    principal.require(permission)

@@ -23,11 +23,12 @@ from indelible.server.docs import errors
 from indelible.server.reads import audited_read, parse_time, refuse_unknown
 from indelible.service import proofs
 from indelible.service.access import Permission, Principal
-from indelible.service.export import ExportRequest, export_bundle
+from indelible.service.audit import RequestInfo
+from indelible.service.export import ExportRequest, ExportResult, export_bundle
 from indelible.service.hub import LogRuntime
 from indelible.storage.base import AnchorRow
 
-__all__ = ["router"]
+__all__ = ["export_recorded", "router"]
 
 router = APIRouter()
 
@@ -186,31 +187,17 @@ class NewExport(BaseModel):
     until: _Time = None
 
 
-@router.post(
-    "/v1/exports",
-    responses={200: _JSON, **errors(400, 401, 403, 404, 413, 422, 429, 503)},
-    tags=["evidence"],
-)
-async def export(request: Request, principal: EXPORT, body: NewExport) -> Response:
-    """An evidence bundle for one record: its events' leaves, an inclusion proof of each
-    against one final checkpoint, that checkpoint's cosignatures and timestamp tokens, and a
-    manifest signed by the log's key. Recorded as ``audit.exported`` before it is returned."""
-    refuse_unknown(request, frozenset())
+async def export_recorded(
+    request: Request, principal: Principal, wanted: ExportRequest, info: RequestInfo
+) -> ExportResult:
+    """Build the evidence bundle ``wanted`` and record it as ``audit.exported``; only then
+    may it be handed out (``POST /v1/exports`` and the web UI's export page)."""
     runtime = runtime_of(request)
-    info = request_info(request)
-    wanted = ExportRequest(
-        target_type=body.target_type,
-        target_id=body.target_id,
-        reason=body.reason,
-        exporter=principal.actor(),
-        since_ms=parse_time("since", body.since),
-        until_ms=parse_time("until", body.until),
-    )
     served = _served(request, principal)
     signer = served.opened.signer
     assert signer is not None  # a served log always has its signing key
 
-    def build() -> Any:
+    def build() -> ExportResult:
         return export_bundle(
             served.opened.store,
             served.info,
@@ -232,6 +219,28 @@ async def export(request: Request, principal: EXPORT, body: NewExport) -> Respon
         target={"type": wanted.target_type, "id": wanted.target_id},
         data={"query": wanted.query(), "reason": wanted.reason, **result.summary()},
     )
+    return result
+
+
+@router.post(
+    "/v1/exports",
+    responses={200: _JSON, **errors(400, 401, 403, 404, 413, 422, 429, 503)},
+    tags=["evidence"],
+)
+async def export(request: Request, principal: EXPORT, body: NewExport) -> Response:
+    """An evidence bundle for one record: its events' leaves, an inclusion proof of each
+    against one final checkpoint, that checkpoint's cosignatures and timestamp tokens, and a
+    manifest signed by the log's key. Recorded as ``audit.exported`` before it is returned."""
+    refuse_unknown(request, frozenset())
+    wanted = ExportRequest(
+        target_type=body.target_type,
+        target_id=body.target_id,
+        reason=body.reason,
+        exporter=principal.actor(),
+        since_ms=parse_time("since", body.since),
+        until_ms=parse_time("until", body.until),
+    )
+    result = await export_recorded(request, principal, wanted, request_info(request))
     headers = {
         "Content-Disposition": 'attachment; filename="evidence.json"',
         "Indelible-Bundle-SHA256": result.sha256,

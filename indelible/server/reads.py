@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from indelible.core.entry import decode
 from indelible.core.tabular import csv_header, csv_line, csv_row
 from indelible.core.timestamps import parse_timestamp
-from indelible.errors import InputError, LimitExceeded, NotFound, ReasonRequired, VerificationError
+from indelible.errors import InputError, LimitExceeded, NotFound, ReasonRequired
 from indelible.server.api import json_response
 from indelible.server.auth import authorized, request_info, runtime_of
 from indelible.server.docs import errors
@@ -35,10 +35,10 @@ from indelible.service import query
 from indelible.service.access import Permission, Principal
 from indelible.service.audit import RequestInfo
 from indelible.service.logs import open_log
-from indelible.service.verify import verify_log
+from indelible.service.verification import verify_and_record
 from indelible.storage.base import EntryRow
 
-__all__ = ["audited_read", "parse_time", "refuse_unknown", "router"]
+__all__ = ["audited_read", "parse_time", "refuse_unknown", "router", "verify_tenant"]
 
 router = APIRouter()
 T = TypeVar("T")
@@ -186,10 +186,15 @@ async def audited_read(
     about: dict[str, Any],
     compute: Callable[[], T],
     count: Callable[[T], int],
+    info: RequestInfo | None = None,
 ) -> T:
-    """Run a read, then write its ``audit.read``; only then may the answer leave."""
+    """Run a read, then write its ``audit.read``; only then may the answer leave.
+
+    ``info`` is the reader's request info when the caller has it already (the web UI, whose
+    reason comes from a form and is checked against the tenant's rule by the caller)."""
     runtime = runtime_of(request)
-    info = _reader(request, principal)
+    if info is None:
+        info = _reader(request, principal)
     try:
         result = await run_in_threadpool(compute)
     except NotFound:
@@ -413,15 +418,16 @@ async def verify(request: Request, principal: VERIFY) -> Response:
     refuse_unknown(request, frozenset())
     runtime = runtime_of(request)
 
-    def run() -> dict[str, Any]:
-        info = runtime.log_info(principal.log_id)
-        opened = open_log(runtime.store, None, info.name)
-        try:
-            report = verify_log(runtime.store, info, opened.verifier)
-        except VerificationError as failure:
-            return {"ok": False, **failure.to_dict()}
-        return {"ok": True, **report.to_dict()}
-
     async with runtime.verify_lock:  # one verification at a time: each reads the whole log
-        result = await run_in_threadpool(run)
+        result = await run_in_threadpool(verify_tenant, runtime, principal)
     return json_response(result)
+
+
+def verify_tenant(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+    """Verify the principal's whole log and record the result as its last verification
+    (``service.verification``); ``POST /v1/verify`` and the web UI both run this."""
+    info = runtime.log_info(principal.log_id)
+    opened = open_log(runtime.store, None, info.name)
+    return verify_and_record(
+        runtime.store, info, opened.verifier, by=principal.key_id, clock_ms=runtime.clock_ms
+    )

@@ -34,7 +34,7 @@ from indelible.service.logs import key_file_exists, valid_name, valid_origin
 from indelible.storage import open_store
 from indelible.storage.base import LogInfo, Store
 
-__all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits", "anchor_config"]
+__all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits", "UiOptions", "anchor_config"]
 
 
 def _now_ms() -> int:
@@ -51,6 +51,15 @@ class ServerLimits:
     max_export_events: int = 1_000_000
     max_state_events: int = 100_000
     max_reason_chars: int = 1_024
+
+
+@dataclass(frozen=True)
+class UiOptions:
+    """The web UI's settings (``ui``, ``ui_session_minutes``, ``ui_secure_cookie``)."""
+
+    enabled: bool = True
+    session_minutes: int = 480
+    secure_cookie: str = "auto"  # auto: when the request came over HTTPS; "true"; "false"
 
 
 # Settings each tenant's admins may change (PATCH /v1/settings): name → (default, type).
@@ -111,8 +120,10 @@ class Runtime:
         public_tlog: bool = False,
         anchors: AnchorConfig | None = None,
         wait_for_lease: bool = False,
+        ui: UiOptions = UiOptions(),
     ) -> None:
         self.store, self.keys_dir, self.limits, self.clock_ms = store, keys_dir, limits, clock_ms
+        self.ui = ui
         self.hub = Hub(
             store,
             keys_dir,
@@ -165,6 +176,9 @@ class Runtime:
         options.setdefault("limits", limits)
         options.setdefault("public_tlog", settings.public_tlog)
         options.setdefault("wait_for_lease", settings.lease_wait)
+        options.setdefault(
+            "ui", UiOptions(settings.ui, settings.ui_session_minutes, settings.ui_secure_cookie)
+        )
         try:
             options.setdefault("anchors", anchor_config(settings))
         except BaseException:

@@ -166,6 +166,20 @@ class KeyRing:
         row = self._row(match.group(1))
         if row is None or not hmac.compare_digest(row.secret_hash, hash_token(token)):
             raise Unauthenticated("unknown API key")
+        return self.principal_of(row)
+
+    def active(self, key_id: str) -> ApiKeyRow:
+        """The row of ``key_id`` while it exists and is not revoked (a web session holds a
+        key id, never the token); ``Unauthenticated`` otherwise."""
+        row = self._row(key_id)
+        if row is None:
+            raise Unauthenticated("unknown API key")
+        if row.revoked_at_ms is not None:
+            raise Unauthenticated("the API key was revoked")
+        return row
+
+    def principal_of(self, row: ApiKeyRow) -> Principal:
+        """The principal of an authenticated key's row (refused once it is revoked)."""
         if row.revoked_at_ms is not None:
             raise Unauthenticated("the API key was revoked")
         info = self._log(row.log_id)

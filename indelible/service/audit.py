@@ -17,6 +17,7 @@ written must fail the action it describes (a read is not answered, a key is revo
 ``audit.access_denied``    a key asked for a route its role does not allow (in its own log)
 ``audit.exported``         an evidence bundle was exported (target: the record; data: query,
                            reason, the bundle's SHA-256, checkpoint size and entry count)
+``audit.login``            a web UI session started with the key (``audit.logout``: ended)
 =========================  ===================================================================
 """
 
@@ -47,9 +48,10 @@ class RequestInfo:
     user_agent: str | None = None
     request_id: str | None = None
     reason: str | None = None
+    source: str = "api"  # "ui" for the web UI
 
     def context(self) -> dict[str, str]:
-        context = {"source": "api"}
+        context = {"source": self.source}
         if self.ip and _is_ip(self.ip):
             context["ip"] = self.ip
         if self.user_agent:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import orjson
+
 from indelible.core.entry import decode
 from indelible.core.replay import EntityState, Step, replay
 from indelible.core.timestamps import parse_stored_timestamp
@@ -31,9 +33,11 @@ __all__ = [
     "export_rows",
     "get_event",
     "query_events",
+    "search_text",
 ]
 
 MAX_PAGE = 1_000
+MAX_TEXT_SCAN = 5_000  # entries a free-text page reads at most before it answers
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _CURSOR = re.compile(r"^([ad])([0-9]{1,16})$")
 
@@ -160,6 +164,50 @@ def query_events(
     descending: bool = False,
 ) -> Page:
     return _page(store, log_id, selection.to_query(), limit, cursor, descending)
+
+
+def search_text(
+    store: Store,
+    log_id: int,
+    selection: EventFilter,
+    text: str,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    descending: bool = False,
+    max_scan: int = MAX_TEXT_SCAN,
+) -> Page:
+    """Events matching ``selection`` whose decoded JSON contains ``text`` (case-folded).
+
+    Nothing indexes free text, so a page reads at most ``max_scan`` matching entries after
+    ``cursor``: it may hold fewer than ``limit`` items (none, even) and still carry a
+    ``next_cursor``, which then names the last entry read, so paging goes on where the
+    reading stopped and never skips or repeats an entry.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit must be 1-{MAX_PAGE}")
+    needle = text.casefold()
+    if not needle.strip():
+        raise InputError("the search text is empty")
+    after = None if cursor is None else decode_cursor(cursor, descending)
+    query = replace(selection.to_query(), descending=descending)
+    items: list[dict[str, Any]] = []
+    scanned, last = 0, after
+    while scanned < max_scan:
+        batch = min(500, max_scan - scanned)
+        rows = store.query_entries(log_id, replace(query, after_seq=last, limit=batch))
+        for row in rows:
+            scanned += 1
+            last = row.seq
+            view = entry_view(row)
+            if needle in orjson.dumps(view["event"]).decode("utf-8").casefold():
+                items.append(view)
+                if len(items) == limit:
+                    return Page(items, encode_cursor(last, descending))
+        if len(rows) < batch:
+            return Page(items, None)
+    assert last is not None  # max_scan >= 1 rows were read
+    return Page(items, encode_cursor(last, descending))
 
 
 def get_event(store: Store, log_id: int, event_id: str) -> dict[str, Any]:

@@ -34,6 +34,24 @@ def api_routes(app: FastAPI) -> Iterator[tuple[str, set[str]]]:
             yield _template(str(context.path)), set(context.methods or ())
 
 
+def is_ui(app: FastAPI, path: str, methods: set[str]) -> bool:
+    """Whether the route is the web UI's (documented in docs/ui.md, not docs/api.md)."""
+    iterate = getattr(routing, "iter_route_contexts", None)
+    if iterate is None:
+        found = [(_template(r.path), set(r.methods or ()), r) for r in app.routes]
+    else:
+        found = [
+            (_template(str(c.path)), set(c.methods or ()), c.original_route)
+            for c in iterate(app.routes)
+        ]
+    return any(
+        isinstance(route, APIRoute)
+        and (where, how) == (path, methods)
+        and str(route.endpoint.__module__).startswith("indelible.server.ui")
+        for where, how, route in found
+    )
+
+
 def _template(path: str) -> str:
     """The path as OpenAPI and the docs write it: ``{path:path}`` is ``{path}``."""
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
@@ -44,7 +62,8 @@ def test_every_route_and_error_status_is_documented(tmp_path: Path) -> None:
     try:
         app = create_app(runtime)
         api_doc = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-        routes = list(api_routes(app))
+        every = list(api_routes(app))
+        routes = [(path, methods) for path, methods in every if not is_ui(app, path, methods)]
         paths = {path for path, _ in routes}
         # every route of the OpenAPI document was found, and /metrics (not in it) too
         assert set(app.openapi()["paths"]) <= paths
@@ -59,5 +78,24 @@ def test_every_route_and_error_status_is_documented(tmp_path: Path) -> None:
         statuses = sorted({status for _, status in STATUS})
         undocumented = [status for status in statuses if f"| {status} |" not in api_doc]
         assert not undocumented, f"error statuses missing from docs/api.md: {undocumented}"
+    finally:
+        store.close()
+
+
+def test_every_web_ui_route_is_documented(tmp_path: Path) -> None:
+    store, runtime, _ = new_runtime(tmp_path)
+    try:
+        app = create_app(runtime)
+        ui_doc = (ROOT / "docs" / "ui.md").read_text(encoding="utf-8")
+        ui = [(path, methods) for path, methods in api_routes(app) if is_ui(app, path, methods)]
+        assert ("/search", {"GET"}) in ui and ("/login", {"POST"}) in ui
+        missing = [
+            f"{method} {path}"
+            for path, methods in ui
+            for method in sorted(methods - {"HEAD"})
+            if f"`{method} {path}`" not in ui_doc
+        ]
+        assert not missing, f"web UI routes missing from docs/ui.md: {missing}"
+        assert not any(path.startswith("/v1/") for path, _ in ui)
     finally:
         store.close()
