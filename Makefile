@@ -30,12 +30,23 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(BIN)/coverage run --branch --source=indelible -m pytest -q
 	@# core/ must keep full branch coverage; the report is shown only when it does not,
 	@# so pytest's summary stays the last line of a passing run.
 	@$(BIN)/coverage report --include='indelible/core/*' --fail-under=100 --skip-covered \
 		> .coverage-report.txt 2>&1 || (cat .coverage-report.txt; exit 1)
+
+## chromium: Debian's Chromium for the web UI's browser tests, installed when missing and
+## apt-get is usable as root; otherwise those tests skip (and fail under CI=true)
+.PHONY: chromium
+chromium:
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+			|| echo "chromium could not be installed: the browser tests will say so"; \
+	else echo "no chromium and no root apt-get: the browser tests will say so"; fi
 
 ## bench: side-by-side benchmarks against the peers named in the issues
 bench: $(STAMP)

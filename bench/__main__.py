@@ -7,7 +7,8 @@ HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, 
 ``--no-http``; ``--http-only`` runs just those. The PostgreSQL store against the SQLite store
 (``bench/pg_bench.py``) runs on the local server unless ``--no-pg``; ``--pg-only`` runs just
 that. pg-capture's cost on a 10,000-row UPDATE (``bench/capture_bench.py``) runs there too,
-unless ``--no-capture``; ``--capture-only`` runs just that.
+unless ``--no-capture``; ``--capture-only`` runs just that. The web UI's page times over a
+100,000-event log (``bench/ui_bench.py``) run unless ``--no-ui``; ``--ui-only`` runs just those.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.peers import (
     TamperlogSubject,
 )
 from bench.pg_bench import pg_rows
+from bench.ui_bench import ui_rows
 from bench.workload import iter_event_bytes, make_events
 
 
@@ -128,6 +130,14 @@ def main() -> None:
         help="pg-capture's cost on a 10,000-row UPDATE on the local server (default: on)",
     )
     parser.add_argument("--capture-only", action="store_true", help="only the pg-capture figures")
+    parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="web UI page times over a 100,000-event log (default: on)",
+    )
+    parser.add_argument("--ui-only", action="store_true", help="only the web UI figures")
+    parser.add_argument("--ui-requests", type=int, default=50, help="requests per UI page")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -137,6 +147,10 @@ def main() -> None:
     started = time.perf_counter()
     if args.http_only:
         print_table(http_rows(args, console), title="Indelible over HTTP (same machine, same run)")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
+    if args.ui_only:
+        print_table(ui_rows(args, console), title="Web UI: server time per page")
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     if args.capture_only:
@@ -162,6 +176,8 @@ def main() -> None:
         rows += _proof_rows(args, console)
     if args.http:
         rows += http_rows(args, console)
+    if args.ui:
+        rows += ui_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 

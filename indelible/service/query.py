@@ -11,15 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from indelible.core.entry import decode
+from indelible.core.entry import DecodedEntry, decode
 from indelible.core.replay import EntityState, Step, replay
 from indelible.core.timestamps import parse_stored_timestamp
 from indelible.errors import InputError, LimitExceeded, NotFound
 from indelible.storage.base import EntryQuery, EntryRow, Store
+
+if TYPE_CHECKING:
+    from indelible.service.stepcache import StepCache
 
 __all__ = [
     "EventFilter",
@@ -34,6 +37,8 @@ __all__ = [
     "get_event",
     "query_events",
     "search_text",
+    "step_of",
+    "too_many_events",
 ]
 
 MAX_PAGE = 1_000
@@ -250,35 +255,56 @@ class StateReport:
 
 
 def entity_state(
-    store: Store, log_id: int, kind: str, ref: str, at_ms: int, *, max_events: int
+    store: Store,
+    log_id: int,
+    kind: str,
+    ref: str,
+    at_ms: int,
+    *,
+    max_events: int,
+    cache: StepCache | None = None,
 ) -> StateReport:
     """The record's state at ``at_ms``, replayed from the changes of every event that has it
     as its target and occurred at or before ``at_ms`` (``core.replay`` states the rules).
 
     An erased ``before`` is not compared (it is unknown, not null); an erased ``after`` sets
-    the field to null and is listed under ``erased``.
+    the field to null and is listed under ``erased``. With a ``cache``
+    (:class:`~indelible.service.stepcache.StepCache`) the record's events already decoded
+    are not read again; the answer is the same.
+
     """
+    cached = None if cache is None else cache.steps(store, log_id, kind, ref, at_ms, max_events)
+    if cached is not None:
+        return StateReport(kind, ref, replay(cached[0], at_ms), cached[1], len(cached[0]))
     query = EntryQuery(
         target_type=kind, target_id=ref, occurred_to_ms=at_ms + 1, limit=max_events + 1
     )
     rows = store.query_entries(log_id, query)
     if len(rows) > max_events:
-        raise LimitExceeded(
-            f"more than {max_events} events touch {kind}/{ref} before that time",
-            limit="max_state_events",
-            maximum=max_events,
-        )
+        raise too_many_events(kind, ref, max_events)
     steps: list[Step] = []
     erased: list[dict[str, Any]] = []
     for row in rows:
-        decoded = decode(row.leaf, row.personal)
-        event = decoded.event
-        if decoded.erased:
-            event = _forget_erased(event, decoded.erased, row.seq, erased)
-        occurred = parse_stored_timestamp(event.get("occurred_at"))
-        assert occurred is not None  # validated at ingest, checked by verify
-        steps.append(Step.from_event(row.seq, occurred, event))
+        steps.append(step_of(row.seq, decode(row.leaf, row.personal), erased))
     return StateReport(kind, ref, replay(steps, at_ms), erased, len(rows))
+
+
+def too_many_events(kind: str, ref: str, max_events: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"more than {max_events} events touch {kind}/{ref} before that time",
+        limit="max_state_events",
+        maximum=max_events,
+    )
+
+
+def step_of(seq: int, decoded: DecodedEntry, erased: list[dict[str, Any]]) -> Step:
+    """The replay step of a decoded entry; its erased values are appended to ``erased``."""
+    event = decoded.event
+    if decoded.erased:
+        event = _forget_erased(event, decoded.erased, seq, erased)
+    occurred = parse_stored_timestamp(event.get("occurred_at"))
+    assert occurred is not None  # validated at ingest, checked by verify
+    return Step.from_event(seq, occurred, event)
 
 
 def _forget_erased(

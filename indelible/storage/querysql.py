@@ -126,10 +126,14 @@ def where_clause(log_id: int, query: EntryQuery, mark: str) -> tuple[str, tuple[
         # every type that starts with the prefix sorts in [prefix, prefix with '.' -> '/')
         clauses.append("event_type >= ? AND event_type < ?")
         params += [query.event_type_prefix, query.event_type_prefix[:-1] + "/"]
+    # One record's entries: its (target_type, target_id, seq) index finds them directly. A
+    # time range beside it is written ``+column`` so that no planner prefers the time index,
+    # which would read every entry in the range (SQLite keeps no statistics to know better).
+    one_record = query.target_type is not None and query.target_id is not None
     for attribute, clause in _RANGES:
         value = getattr(query, attribute)
         if value is not None:
-            clauses.append(clause)
+            clauses.append("+" + clause if one_record and "_ms" in clause else clause)
             params.append(value)
     if query.after_seq is not None:
         clauses.append("seq < ?" if query.descending else "seq > ?")

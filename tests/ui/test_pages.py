@@ -13,6 +13,7 @@ import pytest
 
 from indelible.core.bundle import verify_bundle
 from indelible.core.note import parse_vkey
+from indelible.server.runtime import UiOptions
 from indelible.server.ui.web import CSP
 from tests.factories import billing_event, event_id
 from tests.ui.helpers import Ui, csrf_of, login, running_ui, signed_in
@@ -181,7 +182,7 @@ async def test_every_page_of_audit_data_writes_its_audit_read(ui: Ui) -> None:
             answered = await browser.get(path + ("&" if "?" in path else "?") + "reason=audit+test")
             assert answered.status_code == 200, path
             reads = ui.audit()[before:]
-            assert [event["data"]["route"] for event in reads] == expected, path
+            assert sorted(event["data"]["route"] for event in reads) == expected, path
             for event in reads:
                 assert event["actor"]["id"] == ui.admin.split("_")[1]
                 assert event["context"]["source"] == "ui"
@@ -455,3 +456,39 @@ async def test_unknown_pages_are_html_for_browsers_and_json_for_the_api(ui: Ui) 
         answered = await plain.get("/no-such-page")
         assert answered.headers["content-type"] == "application/json"
         assert answered.json()["error"]["code"] == "not_found"
+
+
+async def test_ui_secure_cookie_true_marks_the_cookie_secure_even_over_http(
+    tmp_path: Path,
+) -> None:
+    options = UiOptions(secure_cookie="true", session_minutes=5)
+    async with running_ui(tmp_path, ui=options) as ui, ui.browser() as browser:
+        # as behind a TLS-terminating proxy: the browser speaks HTTPS, the server sees HTTP
+        form = await browser.get("/login")
+        nonce = form.headers["set-cookie"]
+        assert "secure" in nonce.lower()
+        browser.cookies.set("indelible_login", nonce.split(";")[0].split("=", 1)[1])
+        answered = await browser.post("/login", data={"key": ui.admin, "csrf": csrf_of(form.text)})
+        assert answered.status_code == 303
+        cookie = answered.headers["set-cookie"]
+        assert cookie.startswith("__Host-indelible_session=")
+        assert "secure" in cookie.lower() and "max-age=300" in cookie.lower()
+
+
+async def test_an_expired_session_is_no_session(tmp_path: Path) -> None:
+    clock = {"ms": 1_800_000_000_000}
+    async with running_ui(tmp_path, clock_ms=lambda: clock["ms"]) as ui, ui.browser() as browser:
+        await login(browser, ui.admin)
+        assert (await browser.get("/integrity")).status_code == 200
+        clock["ms"] += 480 * 60_000  # ui_session_minutes later
+        assert (await browser.get("/integrity")).status_code == 303
+
+
+async def test_without_the_ui_setting_nothing_is_served_at_the_root(tmp_path: Path) -> None:
+    async with running_ui(tmp_path, ui=UiOptions(enabled=False)) as ui, ui.browser() as browser:
+        for path in ("/", "/login", "/search"):
+            answered = await browser.get(path)
+            assert answered.status_code == 404
+            assert answered.headers["content-type"] == "application/json"
+        async with ui.api() as api:
+            assert (await api.get("/v1/events")).status_code == 200

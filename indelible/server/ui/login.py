@@ -50,7 +50,9 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _login_form(request: Request, status: int = 200, message: str | None = None) -> Response:
+def _login_form(
+    request: Request, status: int = 200, message: str | None = None, target: str | None = None
+) -> Response:
     ui = ui_state(request)
     nonce_cookie = ui.sessions.login_nonce(ui.runtime.clock_ms())
     nonce = nonce_cookie.split(".")[1]
@@ -59,7 +61,7 @@ def _login_form(request: Request, status: int = 200, message: str | None = None)
         "login.html",
         status,
         login_csrf=ui.sessions.csrf("login:" + nonce),
-        next=safe_next(request.query_params.get("next")),
+        next=safe_next(target or request.query_params.get("next")),
         message=message,
     )
     response.set_cookie(
@@ -92,6 +94,7 @@ async def login(request: Request) -> Response:
     """Exchange an API key for a session cookie (the key is checked as the API checks it)."""
     ui = ui_state(request)
     runtime = runtime_of(request)
+    form: dict[str, str] = {}
     try:
         form = await read_form(request)
         nonce = ui.sessions.check_login_nonce(request.cookies.get(LOGIN_COOKIE), runtime.clock_ms())
@@ -100,7 +103,8 @@ async def login(request: Request) -> Response:
         principal = await admit(request, form.get("key", "").strip() or None, Permission.EVIDENCE)
     except IndelibleError as exc:
         if exc.code in ("unauthenticated", "rate_limited"):
-            return _login_form(request, 401 if exc.code == "unauthenticated" else 429, exc.message)
+            status = 401 if exc.code == "unauthenticated" else 429
+            return _login_form(request, status, exc.message, form.get("next"))
         return security_headers(error_page(ui, exc))
     row = runtime.keys.active(principal.key_id)
     expires = runtime.clock_ms() + runtime.ui.session_minutes * 60_000
