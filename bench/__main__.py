@@ -30,6 +30,7 @@ from bench.peers import (
     TamperlogSubject,
 )
 from bench.pg_bench import pg_rows
+from bench.ui_bench import TITLE as UI_TITLE
 from bench.ui_bench import ui_rows
 from bench.workload import iter_event_bytes, make_events
 
@@ -150,7 +151,7 @@ def main() -> None:
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     if args.ui_only:
-        print_table(ui_rows(args, console), title="Web UI: server time per page")
+        print_table(ui_rows(args, console), title=UI_TITLE)
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     if args.capture_only:

@@ -46,6 +46,7 @@ from indelible.storage.sqlite import SQLiteStore
 __all__ = ["main", "ui_rows"]
 
 GOAL_MS = 300.0
+TITLE = "Web UI: server time per page over a 100,000-event log"
 LOG_EVENTS = 100_000
 LONG = 5_000  # events in the long timeline
 _HOUR = 3_600_000
@@ -218,7 +219,7 @@ async def _pages(
 
     rng = random.Random(7)
     runtime = app_state.runtime
-    steps = app_state.steps
+    steps = app_state.runtime.steps
     rows = runtime.store.query_entries(log_id, EntryQuery(limit=LOG_EVENTS, descending=True))
     ids = [row.index.event_id for row in rows if row.index.event_id]
     actors = sorted({row.index.actor_id for row in rows[:5_000] if row.index.actor_id})
@@ -254,43 +255,43 @@ async def _pages(
 
         cases: list[tuple[str, Callable[[int], Any], Callable[[int], str] | None]] = [
             (
-                "search: first page",
+                "search, first page",
                 lambda n: get("/search"),
                 lambda n: "/v1/events?order=desc&limit=50",
             ),
             (
-                "search: actor + event type",
+                "search, actor + type",
                 lambda n: get(f"/search?actor_id={actors[n % len(actors)]}&event_type=invoice.*"),
                 lambda n: f"/v1/events?order=desc&limit=50&actor_id={actors[n % len(actors)]}"
                 "&event_type=invoice.*",
             ),
-            ("search: free text", lambda n: get("/search?q=insufficient_funds"), None),
+            ("search, free text", lambda n: get("/search?q=insufficient_funds"), None),
             (
                 "event page",
                 lambda n: get(f"/events/{picks[n]}"),
                 lambda n: f"/v1/events/{picks[n]}",
             ),
             (
-                "event: verify inclusion",
+                "event, verify",
                 lambda n: ("POST", f"/events/{picks[n]}/verify", {"data": {"csrf": session_csrf}}),
                 None,
             ),
             (
-                f"entity: {LONG:,}-event timeline + state now",
+                f"entity ({LONG:,} events), now",
                 lambda n: get("/entities/invoice/INV-LONG"),
                 lambda n: "/v1/entities/invoice/INV-LONG/history?order=desc&limit=100",
             ),
             (
-                "entity: state at T",
+                "entity, state at T",
                 lambda n: get(f"/entities/invoice/INV-LONG?at={times[n % 3]}"),
                 lambda n: f"/v1/entities/invoice/INV-LONG/state?at={times[n % 3]}",
             ),
             (
-                "entity: state at T, cold (no step cached)",
+                "entity, state at T, cold",
                 lambda n: cold(f"/entities/invoice/INV-LONG?at={times[n % 3]}"),
                 None,
             ),
-            ("integrity + hourly chart", lambda n: get("/integrity"), None),
+            ("integrity + chart", lambda n: get("/integrity"), None),
         ]  # fmt: skip
         figures = []
         for name, make, api_url in cases:
@@ -316,13 +317,13 @@ def ui_rows(args: argparse.Namespace, console: Console) -> list[Row]:
         figures = asyncio.run(_figures(args, workdir, console))
     rows: list[Row] = []
     for figure in figures:
-        label = f"UI page ({LOG_EVENTS // 1000}k log): {figure.page}"
+        label = f"UI {figure.page}"
         rows.append(Row(f"{label}, p50", "ms", "goal (issue 7)", GOAL_MS, figure.p50, False))
         rows.append(Row(f"{label}, p99", "ms", "goal (issue 7)", GOAL_MS, figure.p99, False))
         if figure.api_p50 is not None:
             rows.append(
                 Row(
-                    f"{label}, client-side p50",
+                    f"{label}, client p50",
                     "ms",
                     "JSON API, same read",
                     figure.api_p50,
@@ -345,7 +346,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     console = Console()
-    print_table(ui_rows(args, console), title="Web UI: server time per page")
+    print_table(ui_rows(args, console), title=TITLE)
 
 
 if __name__ == "__main__":

@@ -405,6 +405,7 @@ async def entity_state(
             entity_id,
             at_ms,
             max_events=runtime.limits.max_state_events,
+            cache=runtime.steps,
         ),
         lambda report: report.events,
     )

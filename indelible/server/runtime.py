@@ -31,6 +31,7 @@ from indelible.service.audit import SYSTEM_ACTOR, AuditWriter, RequestInfo, key_
 from indelible.service.hub import Hub, HubOptions
 from indelible.service.ingest import Receipt
 from indelible.service.logs import key_file_exists, valid_name, valid_origin
+from indelible.service.stepcache import StepCache
 from indelible.storage import open_store
 from indelible.storage.base import LogInfo, Store
 
@@ -142,6 +143,7 @@ class Runtime:
         self.keys = KeyRing(store, clock_ms=clock_ms, random_bytes=random_bytes)
         self.limiter = FailureLimiter(auth_fail_limit, auth_fail_window, clock=monotonic)
         self.audit = AuditWriter(self.hub, clock_ms=clock_ms, random_bytes=random_bytes)
+        self.steps = StepCache()  # decoded replay steps of records lately asked for at T
         self._close_store = close_store
         self._state = "created"
         self._lock = threading.Lock()

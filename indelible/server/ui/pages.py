@@ -266,7 +266,7 @@ async def entity_page(current: Page, entity_type: str, entity_id: str) -> Respon
             entity_id,
             when,
             max_events=runtime.limits.max_state_events,
-            cache=current.ui.steps,
+            cache=runtime.steps,
         )
         shown = report.state.seqs[-STATE_EVENTS_SHOWN:]
         return report, [query.entry_view(store.get_entry(log_id, seq)) for seq in shown]

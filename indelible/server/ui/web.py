@@ -40,7 +40,6 @@ from indelible.server.ui.session import Session, SessionKeys
 from indelible.service.access import Permission, Principal
 from indelible.service.activity import HourlyCounts
 from indelible.service.audit import RequestInfo
-from indelible.service.stepcache import StepCache
 
 __all__ = ["CSP", "Page", "UiState", "page", "security_headers", "ui_state"]
 
@@ -79,7 +78,6 @@ class UiState:
     runtime: Runtime
     sessions: SessionKeys
     hourly: HourlyCounts
-    steps: StepCache = field(default_factory=StepCache)
     templates: Environment = field(default_factory=lambda: environment())
 
 
