@@ -331,6 +331,8 @@ def ui_rows(args: argparse.Namespace, console: Console) -> list[Row]:
                     False,
                 )
             )
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    console.log(f"ui: load average at the end (1, 5, 15 min, {os.cpu_count()} cores): {load}")
     missed = [f.page for f in figures if f.p99 > GOAL_MS]
     console.log(
         "ui: every page under 300 ms at p99" if not missed else f"ui: over 300 ms: {missed}"
