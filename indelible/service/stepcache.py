@@ -4,7 +4,11 @@ decode its whole history again.
 Entries are append-only and a leaf never changes, so the step of an entry *without personal
 values* is the same forever: those are kept. An entry with personal values is decoded afresh
 on every use (its values may be erased at any time and must then read as erased). A record's
-new entries are found with one index seek past the last seq kept. The cache holds at most
+new entries are found with one index seek past the last seq kept.
+
+A record is taken in when it is asked for at or after its newest event (the whole record is
+read then anyway: the entity page's first view shows the state now); a first request for an
+earlier time reads only the events up to it, without the cache. The cache holds at most
 ``max_steps`` steps, forgetting the records least recently used.
 """
 
@@ -46,7 +50,13 @@ class StepCache:
     ) -> tuple[list[Step], list[dict[str, Any]]] | None:
         """The steps of the record's events that occurred at or before ``at_ms``, and the
         erased values among them (as ``query.entity_state`` reports them); None when the
-        record has more than ``max_events`` events in all (it is then not cached)."""
+        record has more than ``max_events`` events in all (it is then not cached), or when
+        it is not held yet and ``at_ms`` is before its newest event: that request needs only
+        part of the record, which the caller reads more cheaply itself."""
+        if not self._holds((log_id, kind, ref)) and at_ms < _newest_occurred(
+            store, log_id, kind, ref
+        ):
+            return None
         record = self._catch_up(store, log_id, kind, ref, max_events)
         if record is None:
             return None
@@ -60,6 +70,10 @@ class StepCache:
                 chosen.append(step)
                 erased += found
         return chosen, erased  # at most max_events: the record has no more in all
+
+    def _holds(self, key: tuple[int, str, str]) -> bool:
+        with self._lock:
+            return key in self._records
 
     def _catch_up(
         self, store: Store, log_id: int, kind: str, ref: str, max_events: int
@@ -115,3 +129,11 @@ class StepCache:
         with self._lock:
             self._records.clear()
             self._held = 0
+
+
+def _newest_occurred(store: Store, log_id: int, kind: str, ref: str) -> int:
+    """When the record's newest entry occurred, by its lookup hint (it only chooses how to
+    read; every answer comes from the leaves); -1 when the record has no entry."""
+    query = EntryQuery(target_type=kind, target_id=ref, descending=True, limit=1)
+    rows = store.query_entries(log_id, query)
+    return rows[0].index.occurred_at_ms or 0 if rows else -1

@@ -181,3 +181,24 @@ def test_the_last_verification_is_recorded_passed_or_failed(hub: Hub, clock: Clo
     store.set_log_setting(served.info.log_id, "last_verification", "[1]")
     with pytest.raises(Exception, match="not an object"):
         last_verification(store, served.info.log_id)
+
+
+def test_a_record_is_taken_in_when_asked_for_at_or_after_its_newest_event(hub: Hub) -> None:
+    store, log_id = hub.store, hub.logs()[0].info.log_id
+    events = record_events(random.Random(9), 0, 10)
+    ingest(hub, events)
+    cache = StepCache()
+    key = (log_id, "invoice", "INV-R")
+    past = BASE_MS + 10_000  # events occur at BASE_MS + 0..99 s: most come later
+    fresh = entity_state(store, log_id, "invoice", "INV-R", past, max_events=100)
+    assert (
+        entity_state(store, log_id, "invoice", "INV-R", past, max_events=100, cache=cache) == fresh
+    )
+    assert key not in cache._records  # only part of the record was needed
+    now = time.time_ns() // 1_000_000
+    entity_state(store, log_id, "invoice", "INV-R", now, max_events=100, cache=cache)
+    assert key in cache._records
+    again = entity_state(store, log_id, "invoice", "INV-R", past, max_events=100, cache=cache)
+    assert again.to_dict() == fresh.to_dict()
+    missing = entity_state(store, log_id, "invoice", "nothing", now, max_events=100, cache=cache)
+    assert missing.events == 0 and missing.state.exists is None
