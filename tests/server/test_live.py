@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,22 @@ from tests import pg
 from tests.conftest import run_cli
 from tests.factories import billing_event
 from tests.net import free_port
+
+
+def _collect(process: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
+    """The lines ``process`` writes to stderr, appended as they come by a reader thread
+    (which ends when the process closes stderr)."""
+    lines: list[str] = []
+    stream = process.stderr
+    assert stream is not None
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: float = 20) -> None:
@@ -196,13 +213,19 @@ def test_a_second_server_exits_or_waits_as_a_standby_and_takes_over(
         port = free_port()
         standby = subprocess.Popen(
             [*command, "--port", str(port)],
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "INDELIBLE_LEASE_WAIT": "true"},
         )
-        time.sleep(1.5)
-        assert standby.poll() is None
+        said_lines, reader = _collect(standby)
+        # the primary is stopped only once the standby says it waits: on a loaded machine its
+        # start can take longer than any fixed pause
+        deadline = time.monotonic() + 60
+        while "waiting for its write lease" not in " ".join("".join(said_lines).split()):
+            assert standby.poll() is None, "".join(said_lines)
+            assert time.monotonic() < deadline, "the standby never said it waits"
+            time.sleep(0.05)
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             raise AssertionError("the standby answered while the primary held the lease")
@@ -225,6 +248,9 @@ def test_a_second_server_exits_or_waits_as_a_standby_and_takes_over(
             assert more.status_code == 201, more.text
     finally:
         standby.send_signal(signal.SIGTERM)
-        _, stderr = standby.communicate(timeout=20)
+        standby.wait(timeout=20)
+        reader.join(timeout=20)
+        assert standby.stderr is not None
+        standby.stderr.close()
+    stderr = "".join(said_lines)
     assert standby.returncode == 0, stderr
-    assert "waiting for its write lease" in " ".join(stderr.split())
