@@ -208,6 +208,20 @@ SETTINGS: tuple[Setting, ...] = (
         "standby that starts serving when that process stops.",
     ),
     Setting(
+        "alert_rules",
+        "",
+        str,
+        "YAML file of alert rules and notification sinks (docs/alerts.md); empty: no alerting. "
+        "Reloaded when it changes.",
+    ),
+    Setting(
+        "alert_checkpoint_stall",
+        60.0,
+        _positive_float,
+        "Seconds the tree may grow without a new signed checkpoint before the integrity alert "
+        "checkpoint_stalled.",
+    ),
+    Setting(
         "pg_service_role",
         "",
         str,
@@ -242,6 +256,8 @@ class Settings:
     witnesses: str
     witness_quorum: int
     lease_wait: bool
+    alert_rules: str
+    alert_checkpoint_stall: float
     pg_service_role: str
 
     @property

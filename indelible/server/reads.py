@@ -419,6 +419,8 @@ async def verify(request: Request, principal: VERIFY) -> Response:
         try:
             report = verify_log(runtime.store, info, opened.verifier)
         except VerificationError as failure:
+            if runtime.alerts is not None:  # the integrity alert verification_failed
+                runtime.alerts.verification_failed(principal.log_id, failure.to_dict()["error"])
             return {"ok": False, **failure.to_dict()}
         return {"ok": True, **report.to_dict()}
 

@@ -48,7 +48,6 @@ __all__ = ["AlertEngine"]
 
 log = logging.getLogger("indelible.alerts")
 
-_HEALTH_EVERY = 2.0  # seconds
 _RELOAD_EVERY = 1.0
 
 
@@ -66,11 +65,13 @@ class AlertEngine:
         poll_interval: float = 0.05,
         checkpoint_stall: float = 60.0,
         batch: int = 1_000,
+        health_interval: float = 2.0,
     ) -> None:
         self.hub, self.store = hub, hub.store
         self._clock, self._random = clock_ms, random_bytes
         self._factory = sink_factory
         self._poll, self._stall_ms, self._batch = poll_interval, int(checkpoint_stall * 1000), batch
+        self._health_every = health_interval
         self.rules_file = RulesFile(Path(rules_path))
         self.rules, _ = self.rules_file.read()  # an invalid file at start-up stops the start
         self._sinks = self._build_sinks(self.rules)
@@ -118,7 +119,7 @@ class AlertEngine:
                     self.errors += 1
                     log.error("log %s: alerting failed: [%s] %s", runtime.info.name, exc.code, exc)
                     self._stop.wait(1.0)
-            if now - last_health >= _HEALTH_EVERY:
+            if now - last_health >= self._health_every:
                 last_health = now
                 self._check_health()
             if not busy:
