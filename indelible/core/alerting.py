@@ -325,9 +325,12 @@ class Evaluator:
 
     # ---- absence
     def _arrived(self, rule: Rule, event: Mapping[str, Any]) -> None:
+        text = event.get("occurred_at")
         try:
-            occurred = parse_timestamp(event["occurred_at"])
-        except (KeyError, TypeError, ValueError):
+            occurred = parse_timestamp(text) if type(text) is str else None
+        except ValueError:
+            occurred = None
+        if occurred is None:
             return
         local = datetime.fromtimestamp(occurred / 1000, UTC).astimezone(rule.zone)
         if local.hour * 60 + local.minute >= rule.deadline_minute:

@@ -665,11 +665,13 @@ def _in_schedule(test: Test, schedule: Schedule, wanted: bool) -> Test:
     def check(event: Mapping[str, Any]) -> bool:
         if not test(event):
             return False
+        occurred = event.get("occurred_at")
         try:
-            occurred = parse_timestamp(event["occurred_at"])
-        except (KeyError, TypeError, ValueError):
+            if type(occurred) is not str:
+                return False
+            return schedule.contains(parse_timestamp(occurred)) is wanted
+        except ValueError:
             return False
-        return schedule.contains(occurred) is wanted
 
     return check
 
@@ -679,6 +681,10 @@ def _in_schedule(test: Test, schedule: Schedule, wanted: bool) -> Test:
 
 def _always(event: Mapping[str, Any]) -> bool:
     return True
+
+
+def _never(value: Any) -> bool:  # pragma: no cover - stands in for an invalid condition,
+    return False  # and a document with one is refused before any event is tested
 
 
 def _when(spec: Any, where: str, problems: _Problems) -> tuple[Test, tuple[str, ...] | None]:
@@ -762,10 +768,11 @@ def _matcher(condition: Any, where: str, problems: _Problems) -> Callable[[Any],
     if type(condition) is list:
         if not all(isinstance(item, _Scalar) for item in condition):
             problems.add(where, "type", "a list of values holds strings, numbers or booleans")
+            return _never
         return _one_of(condition, True)
     if type(condition) is not dict or not condition:
         problems.add(where, "type", "must be a value, a list of values or operators")
-        return lambda value: False
+        return _never
     checks = [_operator(name, arg, f"{where}/{name}", problems) for name, arg in condition.items()]
     return lambda value: all(check(value) for check in checks)
 
@@ -796,17 +803,17 @@ def _one_of(items: list[Any], wanted: bool) -> Callable[[Any], bool]:
 def _operator(name: Any, arg: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
     if name not in _OPERATORS:
         problems.add(where, "operator", f"unknown operator (one of {sorted(_OPERATORS)})")
-        return lambda value: False
+        return _never
     if name in ("in", "not_in"):
         if not (type(arg) is list and all(isinstance(item, _Scalar) for item in arg)):
             problems.add(where, "type", "must be a list of values")
-            return lambda value: False
+            return _never
         return _one_of(arg, name == "in")
     if name in ("eq", "ne"):
         equal = _matcher(arg, where, problems) if isinstance(arg, _Scalar) else None
         if equal is None:
             problems.add(where, "type", "must be a value")
-            return lambda value: False
+            return _never
         return equal if name == "eq" else (lambda value: not equal(value))
     if name == "exists":
         if type(arg) is not bool:
@@ -821,7 +828,7 @@ def _compare(name: str, arg: Any, where: str, problems: _Problems) -> Callable[[
     bound = number(arg) if type(arg) is not bool else None
     if bound is None:
         problems.add(where, "type", "must be a number")
-        return lambda value: False
+        return _never
     compare: Callable[[float], bool] = {
         "gt": lambda got: got > bound,
         "gte": lambda got: got >= bound,
@@ -839,13 +846,13 @@ def _compare(name: str, arg: Any, where: str, problems: _Problems) -> Callable[[
 def _text_operator(name: str, arg: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
     if type(arg) is not str:
         problems.add(where, "type", "must be a string")
-        return lambda value: False
+        return _never
     if name == "matches":
         try:
             pattern = re.compile(arg)
         except re.error as exc:
             problems.add(where, "regex", f"not a regular expression: {exc}")
-            return lambda value: False
+            return _never
         return lambda value: type(value) is str and pattern.search(value) is not None
     if name == "prefix":
         return lambda value: type(value) is str and value.startswith(arg)
