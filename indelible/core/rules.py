@@ -550,9 +550,12 @@ def _kind_options(
             options["group_by"] = tuple(paths)
             options["group"] = _grouper(tuple(paths))
     if kind in ("count", "sum"):
-        options["window_ms"] = _duration(spec.get("window"), f"{where}/window", problems)
-        if options["window_ms"] <= 0:
-            problems.add(f"{where}/window", "value", "must be longer than 0")
+        try:
+            options["window_ms"] = parse_duration(spec.get("window"))
+            if options["window_ms"] <= 0:
+                raise ValueError("must be longer than 0")
+        except ValueError as exc:
+            problems.add(f"{where}/window", "duration", str(exc))
         threshold = (
             number(spec.get("threshold")) if type(spec.get("threshold")) is not str else None
         )

@@ -256,7 +256,7 @@ def test_bad_durations(text: Any) -> None:
         (match({"a": {"matches": "("}}), [("/rules/0/when/a/matches", "regex")]),
         (
             {"rules": [{"id": "r", "kind": "count", "window": "0s", "threshold": "3"}]},
-            [("/rules/0/window", "value"), ("/rules/0/threshold", "value")],
+            [("/rules/0/window", "duration"), ("/rules/0/threshold", "value")],
         ),
         (
             {"rules": [{"id": "r", "kind": "count", "window": "1m", "threshold": 0}]},
