@@ -7,7 +7,9 @@ HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, 
 ``--no-http``; ``--http-only`` runs just those. The PostgreSQL store against the SQLite store
 (``bench/pg_bench.py``) runs on the local server unless ``--no-pg``; ``--pg-only`` runs just
 that. pg-capture's cost on a 10,000-row UPDATE (``bench/capture_bench.py``) runs there too,
-unless ``--no-capture``; ``--capture-only`` runs just that.
+unless ``--no-capture``; ``--capture-only`` runs just that. Alerting (``bench/alerts_bench.py``:
+events/s evaluated with the billing pack, and ack-to-webhook delivery delay) runs unless
+``--no-alerts``; ``--alerts-only`` runs just that.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.alerts_bench import alert_rows
 from bench.capture_bench import capture_rows
 from bench.http_bench import http_rows
 from bench.indelible_subjects import IndelibleIngestSubject, IndelibleProofSubject
@@ -128,6 +131,13 @@ def main() -> None:
         help="pg-capture's cost on a 10,000-row UPDATE on the local server (default: on)",
     )
     parser.add_argument("--capture-only", action="store_true", help="only the pg-capture figures")
+    parser.add_argument(
+        "--alerts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="alert evaluation rate and delivery delay (default: on)",
+    )
+    parser.add_argument("--alerts-only", action="store_true", help="only the alerting figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -143,6 +153,10 @@ def main() -> None:
         print_table(
             capture_rows(args, console), title="pg-capture: cost on the application's writes"
         )
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
+    if args.alerts_only:
+        print_table(alert_rows(args, console), title="Alerting (same machine, same run)")
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
@@ -162,6 +176,8 @@ def main() -> None:
         rows += _proof_rows(args, console)
     if args.http:
         rows += http_rows(args, console)
+    if args.alerts:
+        rows += alert_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 

@@ -200,11 +200,10 @@ class Evaluator:
             self._sweep(at_ms)
         fired: list[Firing] = []
         for rule in rules:
-            if not rule.test(event):
-                continue
-            firing = self._check(rule, event, seq, at_ms)
-            if firing is not None and self._admit(rule, firing.group, at_ms):
-                fired.append(firing)
+            if rule.test(event):
+                firing = self._check(rule, event, seq, at_ms)
+                if firing is not None:
+                    fired.append(firing)
         return fired
 
     def warm(self, event: Mapping[str, Any], seq: int, at_ms: int) -> None:
@@ -214,19 +213,25 @@ class Evaluator:
                 self._windowed(rule, event, seq, at_ms)
 
     def _check(self, rule: Rule, event: Mapping[str, Any], seq: int, at_ms: int) -> Firing | None:
+        """The firing of ``rule`` for ``event`` once de-duplication and the rate limit let
+        it through (its detail is built only then)."""
         kind = rule.kind
         if kind == "match":
-            return Firing(rule, rule.group(event) or "", at_ms, seq, event)
+            group = rule.group(event) or ""
+            if not self._admit(rule, group, at_ms):
+                return None
+            return Firing(rule, group, at_ms, seq, event)
         if kind == "first_seen":
             return self._first_seen(rule, event, seq, at_ms)
         if kind == "absence":
             self._arrived(rule, event)
             return None
-        window = self._windowed(rule, event, seq, at_ms)
-        if window is None:
+        found = self._windowed(rule, event, seq, at_ms)
+        if found is None:
             return None
+        group, window = found
         measure = len(window.items) if kind == "count" else window.total
-        if measure < rule.threshold:
+        if measure < rule.threshold or not self._admit(rule, group, at_ms):
             return None
         detail: dict[str, Any] = {
             "count": len(window.items),
@@ -237,14 +242,11 @@ class Evaluator:
         if kind == "sum":
             detail["sum"] = _plain(round(window.total, 6))
             detail["field"] = rule.field
-        return Firing(rule, self._group_of(rule, event), at_ms, seq, event, detail)
-
-    def _group_of(self, rule: Rule, event: Mapping[str, Any]) -> str:
-        return rule.group(event) or ""
+        return Firing(rule, group, at_ms, seq, event, detail)
 
     def _windowed(
         self, rule: Rule, event: Mapping[str, Any], seq: int, at_ms: int
-    ) -> _Window | None:
+    ) -> tuple[str, _Window] | None:
         group = rule.group(event)
         if group is None:
             return None
@@ -260,7 +262,7 @@ class Evaluator:
         if window is None:
             window = groups[group] = _Window()
         window.add(at_ms, seq, amount, rule.window_ms)
-        return window
+        return group, window
 
     def _first_seen(
         self, rule: Rule, event: Mapping[str, Any], seq: int, at_ms: int
@@ -288,6 +290,8 @@ class Evaluator:
         known.append(value)
         del known[: -rule.max_values]
         self._changes[key] = orjson.dumps(known).decode()
+        if not self._admit(rule, group, at_ms):
+            return None
         detail = {"field": rule.field, "value": value, "known": previous[-10:]}
         return Firing(rule, group, at_ms, seq, event, detail)
 

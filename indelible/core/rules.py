@@ -117,6 +117,16 @@ def getter(path: str) -> Getter:
     if len(keys) == 1:
         key = keys[0]
         return lambda event: event.get(key, MISSING)
+    if len(keys) == 2:  # actor.id, context.ip: the usual depth, read without a loop
+        outer, inner = keys
+
+        def two(event: Mapping[str, Any]) -> Any:
+            value = event.get(outer, MISSING)
+            if type(value) is dict:
+                return value.get(inner, MISSING)
+            return resolve(event, keys)
+
+        return two
     return lambda event: resolve(event, keys)
 
 
@@ -707,7 +717,7 @@ def _when(spec: Any, where: str, problems: _Problems) -> tuple[Test, tuple[str, 
             problems.add(place, "path", "must be a field path such as actor.id")
         else:
             check = _matcher(condition, place, problems)
-            tests.append(_field_test(getter(key), check))
+            tests.append(_field_test(key, check))
             if key == "event_type":
                 types = _exact_types(condition)
     return _all(tests), types
@@ -724,6 +734,12 @@ def _combined(key: str, spec: Any, where: str, problems: _Problems) -> Test:
     tests = [_when(item, f"{where}/{i}", problems)[0] for i, item in enumerate(spec)]
     if key == "all_of":
         return _all(tests)
+    if len(tests) == 2:
+        first, second = tests
+        return lambda event: first(event) or second(event)
+    if len(tests) == 3:
+        first, second, third = tests
+        return lambda event: first(event) or second(event) or third(event)
     return lambda event: any(test(event) for test in tests)
 
 
@@ -748,7 +764,11 @@ def _exact_types(condition: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _field_test(get: Getter, check: Callable[[Any], bool]) -> Test:
+def _field_test(path: str, check: Callable[[Any], bool]) -> Test:
+    if "." not in path:  # a top-level field: no list to reach through
+        return lambda event: check(event.get(path, MISSING))
+    get = getter(path)
+
     def test(event: Mapping[str, Any]) -> bool:
         value = get(event)
         if type(value) is Many:
@@ -765,9 +785,7 @@ def _matcher(condition: Any, where: str, problems: _Problems) -> Callable[[Any],
     """A scalar means equal; a list means one of; a mapping holds operators, all of which
     must hold."""
     if isinstance(condition, _Scalar):
-        return lambda value: (
-            value is not MISSING and value == condition and _same_kind(value, condition)
-        )
+        return _equals(condition)
     if type(condition) is list:
         if not all(isinstance(item, _Scalar) for item in condition):
             problems.add(where, "type", "a list of values holds strings, numbers or booleans")
@@ -777,12 +795,18 @@ def _matcher(condition: Any, where: str, problems: _Problems) -> Callable[[Any],
         problems.add(where, "type", "must be a value, a list of values or operators")
         return _never
     checks = [_operator(name, arg, f"{where}/{name}", problems) for name, arg in condition.items()]
+    if len(checks) == 1:
+        return checks[0]
     return lambda value: all(check(value) for check in checks)
 
 
-def _same_kind(value: Any, wanted: Any) -> bool:
-    """``true`` never equals ``1``: booleans match booleans only."""
-    return (type(value) is bool) is (type(wanted) is bool)
+def _equals(wanted: Any) -> Callable[[Any], bool]:
+    """Equality as JSON means it: ``true`` never equals ``1``, nor a missing field ``null``."""
+    if type(wanted) is str:
+        return lambda value: value == wanted  # only a string equals a string
+    if wanted is None or type(wanted) is bool:
+        return lambda value: value is wanted
+    return lambda value: type(value) is not bool and value is not MISSING and value == wanted
 
 
 def _one_of(items: list[Any], wanted: bool) -> Callable[[Any], bool]:
