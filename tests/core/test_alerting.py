@@ -141,6 +141,9 @@ def test_first_seen_learns_each_groups_first_value_and_is_bounded() -> None:
     fire(evaluator, [(login("b", "1"), 6), (login("c", "1"), 7)])  # a third group evicts "a"
     assert evaluator.take_changes()["fs\x1fip\x1factor.id=a"] is None
     assert fire(evaluator, [(login("a", "9"), 8)]) == []  # learned again, not alerted
+    limited = Evaluator(ruleset({**rule, "max_per_hour": 1}))
+    fired = fire(limited, [(login("a", "1"), 0), (login("a", "2"), 1), (login("a", "3"), 2)])
+    assert [f.detail["value"] for f in fired] == ["2"] and limited.suppressed == 1
 
 
 def test_state_round_trips_and_unknown_or_mismatched_keys_are_ignored() -> None:
