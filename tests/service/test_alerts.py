@@ -367,3 +367,25 @@ def test_a_checkpoint_that_stops_advancing_raises_an_integrity_alert(tmp_path: P
     finally:
         receiver.stop()
     assert orjson.loads(stalled[0].body)["data"]["message"].startswith("the log has 1 entries")
+
+
+def test_alerting_enabled_on_a_log_with_history_starts_at_its_end(tmp_path: Path) -> None:
+    receiver = HttpReceiver().start()
+    rules = write_rules(tmp_path / "rules.yaml", webhook(receiver.url))
+    try:
+        with running_hub(f"sqlite:///{tmp_path / 'a.db'}", tmp_path) as hub:
+            log = hub.by_name("acme")
+            log.append([refund(n) for n in range(5)])  # history: a spike nobody watched
+            engine = engine_for(hub, rules)
+            engine.start()
+            try:
+                assert hub.store.load_alert_state(log.info.log_id)["cursor"] == "5"
+                time.sleep(0.3)
+                assert receiver.received == []
+                log.append([refund(5)])  # the window still holds the recent history
+                got = wait_for(lambda: receiver.received, what="the alert")
+            finally:
+                engine.stop()
+    finally:
+        receiver.stop()
+    assert orjson.loads(got[0].body)["data"]["count"] == 6

@@ -40,7 +40,7 @@ from indelible.service.alerts.delivery import (
     alert_payload,
     attempt,
 )
-from indelible.service.alerts.follower import LogFollower
+from indelible.service.alerts.follower import CURSOR, LogFollower
 from indelible.service.alerts.rulefile import RulesFile
 from indelible.service.hub import Hub, LogRuntime
 
@@ -86,6 +86,19 @@ class AlertEngine:
 
     # ---- life cycle
     def start(self) -> None:
+        """Start following. A log alerting never followed before starts at its current end:
+        its history is not evaluated (``indelible rules test`` on an export covers it)."""
+        for runtime in self.hub.logs():
+            log_id = runtime.info.log_id
+            if CURSOR not in self.store.load_alert_state(log_id):
+                size = runtime.sequencer.size
+                self.store.save_alert_state(log_id, {CURSOR: str(size)})
+                if size:
+                    log.warning(
+                        "log %s: alerting starts at seq %d; earlier entries are not evaluated",
+                        runtime.info.name,
+                        size,
+                    )
         for target, name in ((self._follow, "follower"), (self._deliver, "delivery")):
             thread = threading.Thread(target=target, name=f"indelible-alerts-{name}", daemon=True)
             thread.start()
@@ -115,9 +128,10 @@ class AlertEngine:
             for runtime in self.hub.logs():
                 try:
                     busy |= self._follow_log(runtime)
-                except IndelibleError as exc:
+                except Exception:  # the store, or a bug: say so, keep following the others
                     self.errors += 1
-                    log.error("log %s: alerting failed: [%s] %s", runtime.info.name, exc.code, exc)
+                    log.exception("log %s: alerting failed, retrying", runtime.info.name)
+                    self._followers.pop(runtime.info.log_id, None)  # rebuilt from the store
                     self._stop.wait(1.0)
             if now - last_health >= self._health_every:
                 last_health = now
@@ -312,8 +326,9 @@ class AlertEngine:
             for runtime in self.hub.logs():
                 try:
                     sent += self._deliver_log(runtime.info.log_id)
-                except IndelibleError as exc:
-                    log.error("log %s: delivery failed: %s", runtime.info.name, exc.message)
+                except Exception:  # the store, or a bug: say so, keep delivering
+                    log.exception("log %s: delivery failed, retrying", runtime.info.name)
+                    self._stop.wait(1.0)
             if not sent:
                 self._wake.wait(0.25)
 
