@@ -24,6 +24,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from indelible.core.alerting import ALERT_EVENT_TYPE, Evaluator, Firing, alert_event
 from indelible.core.entry import decode
 from indelible.core.event import Event, validate_event
@@ -161,6 +163,16 @@ def _is_alert(event: dict[str, Any]) -> bool:
 
 
 def _event(leaf: bytes, personal: Sequence[Any]) -> dict[str, Any] | None:
+    """The entry's event, personal values restored. A leaf without commitments needs only
+    parsing (verify, not the follower, checks leaves); one with them goes through decode."""
+    if not personal:
+        try:
+            entry = orjson.loads(leaf)
+        except orjson.JSONDecodeError:
+            entry = None
+        if type(entry) is dict and "commitments" not in entry and type(entry.get("event")) is dict:
+            event: dict[str, Any] = entry["event"]
+            return event
     try:
         return decode(leaf, personal).event
     except IndelibleError as exc:  # verify names it; the follower must not stop on it
