@@ -389,3 +389,72 @@ def test_alerting_enabled_on_a_log_with_history_starts_at_its_end(tmp_path: Path
     finally:
         receiver.stop()
     assert orjson.loads(got[0].body)["data"]["count"] == 6
+
+
+class FailingAppends:
+    """The real store, except that its next ``failures`` appends fail as a full disk would."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self._store, self.failures = store, failures
+
+    def append(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("append failed: database or disk is full")
+        self._store.append(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_failed_commit_and_an_unreachable_witness_raise_integrity_alerts(
+    tmp_path: Path,
+) -> None:
+    from indelible.core.cosignature import generate_cosigner
+    from indelible.service.anchoring import AnchorConfig, WitnessConfig
+    from tests.net import free_port
+
+    receiver = HttpReceiver().start()
+    rules = write_rules(tmp_path / "rules.yaml", webhook(receiver.url), threshold=100)
+    witness = generate_cosigner("witness.example", b"\x07" * 32).verifier()
+    dead = WitnessConfig(f"http://127.0.0.1:{free_port()}", witness)
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    init_log(
+        store,
+        tmp_path / "keys",
+        "acme",
+        "example.com/acme",
+        clock_ms=now_ms,
+        random_bytes=os.urandom,
+    )
+    failing = FailingAppends(store, failures=1)
+    options = HubOptions(
+        clock_ms=now_ms,
+        random_bytes=os.urandom,
+        checkpoint_interval=0.05,
+        anchors=AnchorConfig(witnesses=(dead,)),
+    )
+    hub = Hub(failing, tmp_path / "keys", options)  # type: ignore[arg-type]
+    hub.start()
+    try:
+        engine = engine_for(hub, rules, health_interval=0.1)
+        engine.start()
+        try:
+            with pytest.raises(StoreError, match="disk is full"):
+                hub.by_name("acme").append([refund(0)])  # nothing acknowledged
+            hub.by_name("acme").append([refund(1)])  # the next commit works
+            wanted = {"integrity.store_write_failed", "integrity.anchor_failed"}
+
+            def integrity() -> dict[str, Any] | None:
+                found = {p["rule"]: p for p in (orjson.loads(r.body) for r in receiver.received)}
+                return found if wanted <= set(found) else None
+
+            alerts = wait_for(integrity, what="both integrity alerts")
+        finally:
+            engine.stop()
+    finally:
+        hub.close()
+        store.close()
+        receiver.stop()
+    assert "disk is full" in alerts["integrity.store_write_failed"]["data"]["message"]
+    assert dead.url in alerts["integrity.anchor_failed"]["data"]["message"]
