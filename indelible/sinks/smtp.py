@@ -22,18 +22,25 @@ from indelible.sinks.options import SinkOptions
 __all__ = ["EmailSink", "email_message"]
 
 
+def _header_text(value: Any) -> str:
+    """Text safe in a header: event values reach the subject, and a line break there would
+    let an event add headers (recipients) of its own."""
+    return "".join(char if char.isprintable() else " " for char in str(value))[:300]
+
+
 def email_message(alert: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
     message = EmailMessage()
-    severity = str(alert.get("severity") or "alert").upper()
-    group = alert.get("group") or ""
-    message["Subject"] = f"[Indelible] [{severity}] {alert.get('title')}" + (
+    severity = _header_text(alert.get("severity") or "alert").upper()
+    group = _header_text(alert.get("group") or "")
+    message["Subject"] = f"[Indelible] [{severity}] {_header_text(alert.get('title'))}" + (
         f" — {group}" if group else ""
     )
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = f"<{alert.get('alert_id')}@alerts.indelible>"
-    message["X-Indelible-Alert-Id"] = str(alert.get("alert_id"))
+    alert_id = _header_text(alert.get("alert_id"))
+    message["Message-ID"] = f"<{alert_id}@alerts.indelible>"
+    message["X-Indelible-Alert-Id"] = alert_id
     details = orjson.dumps(alert, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     message.set_content(
         f"{alert.get('title')}\n\nrule: {alert.get('rule')}\nseverity: {severity}\n"

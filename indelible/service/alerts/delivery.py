@@ -143,8 +143,10 @@ def attempt(
         sink, retry = found
         try:
             sink.send(row.alert_id, row.payload, orjson.loads(row.payload))
-        except (DeliveryFailed, IndelibleError, OSError) as exc:
+        except Exception as exc:  # any failure of a sender is a failed attempt, never a stop
             error = (str(exc) or type(exc).__name__)[:_MAX_ERROR_CHARS]
+            if not isinstance(exc, DeliveryFailed | IndelibleError | OSError):
+                log.exception("sink %s raised unexpectedly", row.sink)
             dead = attempts >= retry.max_attempts
             updated = replace(
                 row,

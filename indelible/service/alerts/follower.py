@@ -30,7 +30,7 @@ from indelible.core.alerting import ALERT_EVENT_TYPE, Evaluator, Firing, alert_e
 from indelible.core.entry import decode
 from indelible.core.event import Event, validate_event
 from indelible.core.rules import RuleSet
-from indelible.errors import Conflict, IndelibleError
+from indelible.errors import Conflict, IndelibleError, InvalidEvent
 from indelible.service.alerts.delivery import deliveries_for
 from indelible.storage.base import DeliveryRow, LogInfo, Store
 
@@ -137,7 +137,19 @@ class LogFollower:
         if not firings:
             return
         now = self._clock()
-        events = [validate_event(alert_event(f, self.info.origin), now_ms=now) for f in firings]
+        events: list[Event] = []
+        for firing in firings:
+            try:
+                events.append(validate_event(alert_event(firing, self.info.origin), now_ms=now))
+            except InvalidEvent as exc:  # never stall the log on one alert that cannot be
+                log.error(  # recorded (an event value beyond the limits, say)
+                    "log %s: alert %s cannot be recorded: %s",
+                    self.info.name,
+                    firing.rule.id,
+                    exc.message,
+                )
+        if not events:
+            return
         try:
             self._append(events)
         except Conflict:
