@@ -61,6 +61,10 @@ sinks:
                 alert["alert_id"],
                 grants[0]["alert_id"],
             }
+            metrics = client.get("/metrics").text
+            assert "indelible_alerts_fired 2.0" in metrics
+            assert 'indelible_alert_deliveries{status="dead"} 0.0' in metrics
+            assert "indelible_alert_lag_entries" in metrics
             # someone with the database file rewrites an entry behind the service's back
             db = sqlite3.connect(data / "indelible.db")
             db.execute("DROP TRIGGER entries_no_update")

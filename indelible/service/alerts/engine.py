@@ -342,6 +342,21 @@ class AlertEngine:
             attempt(self.store, log_id, row, sinks, self._clock())
         return len(rows)
 
+    def lag(self) -> int:
+        """Entries not yet evaluated, all followed logs together."""
+        return sum(
+            max(0, follower.store.tree_size(follower.info.log_id) - follower.cursor)
+            for follower in list(self._followers.values())
+        )
+
+    def deliveries(self) -> dict[str, int]:
+        """Deliveries by status, all served logs together."""
+        total: dict[str, int] = {}
+        for runtime in self.hub.logs():
+            for status, count in self.store.count_deliveries(runtime.info.log_id).items():
+                total[status] = total.get(status, 0) + count
+        return total
+
     def status(self) -> dict[str, Any]:
         """Each followed log's cursor, for metrics and tests."""
         return {
