@@ -16,11 +16,24 @@ windows) restrict any rule with ``inside``/``outside``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from indelible.core.conditions import (
+    MISSING,
+    PATH,
+    Getter,
+    Many,
+    Problems,
+    Test,
+    compile_when,
+    getter,
+    number,
+    resolve,
+    strings,
+)
 from indelible.core.timestamps import parse_timestamp
 from indelible.errors import FieldError, InvalidRules
 
@@ -28,11 +41,13 @@ __all__ = [
     "KINDS",
     "MISSING",
     "SEVERITIES",
+    "Many",
     "Rule",
     "RuleSet",
     "Schedule",
     "SinkSpec",
     "Window",
+    "getter",
     "number",
     "parse_duration",
     "parse_rules",
@@ -48,11 +63,6 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _RULE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
-_OPERATORS = frozenset(
-    {"eq", "ne", "in", "not_in", "prefix", "suffix", "contains", "matches", "exists"}
-    | {"gt", "gte", "lt", "lte"}
-)
 _RULE_KEYS = {
     "match": frozenset({"group_by"}),
     "count": frozenset({"window", "threshold", "group_by"}),
@@ -67,81 +77,6 @@ _COMMON_KEYS = frozenset(
 _TOP_KEYS = frozenset(
     {"version", "packs", "schedules", "sinks", "rules", "overrides", "disable", "defaults"}
 )
-
-
-class _Missing:
-    """A field the event does not have (distinct from a JSON ``null``)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-
-
-class Many(tuple[Any, ...]):
-    """The values a path reached through a list (``changes.field``): a condition holds when
-    it holds for any of them."""
-
-    __slots__ = ()
-
-
-Getter = Callable[[Mapping[str, Any]], Any]
-Test = Callable[[Mapping[str, Any]], bool]
-
-
-def resolve(value: Any, keys: Sequence[str], at: int = 0) -> Any:
-    """The value at ``keys`` inside ``value``; through a list, :class:`Many` of each item's."""
-    for index in range(at, len(keys)):
-        if type(value) is dict:
-            value = value.get(keys[index], MISSING)
-        elif type(value) is list:
-            found: list[Any] = []
-            for item in value:
-                got = resolve(item, keys, index)
-                if type(got) is Many:
-                    found.extend(got)
-                elif got is not MISSING:
-                    found.append(got)
-            return Many(found)
-        else:
-            return MISSING
-    return value
-
-
-def getter(path: str) -> Getter:
-    """A function reading the dotted ``path`` (``actor.id``, ``changes.field``) of an event."""
-    keys = tuple(path.split("."))
-    if len(keys) == 1:
-        key = keys[0]
-        return lambda event: event.get(key, MISSING)
-    if len(keys) == 2:  # actor.id, context.ip: the usual depth, read without a loop
-        outer, inner = keys
-
-        def two(event: Mapping[str, Any]) -> Any:
-            value = event.get(outer, MISSING)
-            if type(value) is dict:
-                return value.get(inner, MISSING)
-            return resolve(event, keys)
-
-        return two
-    return lambda event: resolve(event, keys)
-
-
-def number(value: Any) -> float | None:
-    """A number, or a string holding one (``"12.50"``: PostgreSQL numeric); else None."""
-    kind = type(value)
-    if kind is int or kind is float:
-        return float(value)
-    if kind is str:
-        try:
-            result = float(value)
-        except ValueError:
-            return None
-        return result if result == result and abs(result) != float("inf") else None
-    return None
 
 
 def parse_duration(text: Any) -> int:
@@ -280,14 +215,6 @@ class RuleSet:
 # -- validation -----------------------------------------------------------------------------
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.errors: list[FieldError] = []
-
-    def add(self, where: str, rule: str, message: str) -> None:
-        self.errors.append(FieldError(where, rule, message))
-
-
 def parse_rules(
     document: Any,
     *,
@@ -299,7 +226,7 @@ def parse_rules(
     ``zone`` turns an IANA time zone name into a tzinfo (raising ``ValueError`` for an
     unknown one); ``packs`` maps each shipped pack's name to its document.
     """
-    problems = _Problems()
+    problems = Problems()
     if type(document) is not dict:
         raise InvalidRules([FieldError("", "type", "a rules document must be a mapping")])
     for key in sorted(set(document) - _TOP_KEYS):
@@ -320,7 +247,7 @@ def parse_rules(
 
 
 def _with_packs(
-    document: dict[str, Any], packs: Mapping[str, Any], problems: _Problems
+    document: dict[str, Any], packs: Mapping[str, Any], problems: Problems
 ) -> tuple[list[tuple[str, Any]], dict[str, tuple[str, Any]]]:
     """The rules (with where each came from) and schedules: the packs' first, then the
     document's, which replace a pack's schedule of the same name."""
@@ -345,7 +272,7 @@ def _collect(
     source: str,
     rules: list[tuple[str, Any]],
     schedules: dict[str, tuple[str, Any]],
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     found = document.get("rules", [])
     if type(found) is not list:
@@ -361,7 +288,7 @@ def _collect(
 
 
 def _schedules(
-    raw: dict[str, tuple[str, Any]], zone: Callable[[str], tzinfo], problems: _Problems
+    raw: dict[str, tuple[str, Any]], zone: Callable[[str], tzinfo], problems: Problems
 ) -> dict[str, Schedule]:
     found: dict[str, Schedule] = {}
     for name, (where, spec) in raw.items():
@@ -385,7 +312,7 @@ def _schedules(
 
 
 def _zone(
-    name: Any, zone: Callable[[str], tzinfo], where: str, problems: _Problems
+    name: Any, zone: Callable[[str], tzinfo], where: str, problems: Problems
 ) -> tzinfo | None:
     try:
         if type(name) is not str:
@@ -396,7 +323,7 @@ def _zone(
         return None
 
 
-def _window(spec: Any, where: str, problems: _Problems) -> Window | None:
+def _window(spec: Any, where: str, problems: Problems) -> Window | None:
     if type(spec) is not dict:
         problems.add(where, "type", "a window is a mapping")
         return None
@@ -427,7 +354,7 @@ def _instant(value: Any) -> int:
     return parse_timestamp(value)
 
 
-def _sinks(raw: Any, problems: _Problems) -> dict[str, SinkSpec]:
+def _sinks(raw: Any, problems: Problems) -> dict[str, SinkSpec]:
     found: dict[str, SinkSpec] = {}
     if type(raw) is not list:
         problems.add("/sinks", "type", "must be a list of sinks")
@@ -457,7 +384,7 @@ def _rules(
     schedules: dict[str, Schedule],
     sinks: dict[str, SinkSpec],
     zone: Callable[[str], tzinfo],
-    problems: _Problems,
+    problems: Problems,
 ) -> list[Rule]:
     overrides = document.get("overrides", {})
     if type(overrides) is not dict:
@@ -503,7 +430,7 @@ def _rule(
     schedules: dict[str, Schedule],
     sinks: dict[str, SinkSpec],
     zone: Callable[[str], tzinfo],
-    problems: _Problems,
+    problems: Problems,
 ) -> Rule | None:
     before = len(problems.errors)
     kind = spec.get("kind")
@@ -519,14 +446,14 @@ def _rule(
     if severity not in SEVERITIES:
         problems.add(f"{where}/severity", "value", f"must be one of {', '.join(SEVERITIES)}")
     options["severity"] = severity
-    test, types = _when(spec.get("when", {}), f"{where}/when", problems)
+    test, types = compile_when(spec.get("when", {}), f"{where}/when", problems)
     options["test"] = _scheduled(test, spec, where, schedules, problems)
     options["event_types"] = types
     options["sinks"] = _names(spec.get("sinks", defaults.get("sinks")), sinks, where, problems)
     tenants = spec.get("tenants")
-    if tenants is not None and not _strings(tenants):
+    if tenants is not None and not strings(tenants):
         problems.add(f"{where}/tenants", "type", "must be a list of tenant names")
-    options["tenants"] = tuple(tenants) if tenants is not None and _strings(tenants) else None
+    options["tenants"] = tuple(tenants) if tenants is not None and strings(tenants) else None
     options["max_per_hour"] = _count(
         spec.get("max_per_hour", 60), f"{where}/max_per_hour", problems
     )
@@ -549,12 +476,12 @@ def _kind_options(
     where: str,
     options: dict[str, Any],
     zone: Callable[[str], tzinfo],
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     if "group_by" in spec or kind == "first_seen":
         group_by = spec.get("group_by")
         paths = [group_by] if type(group_by) is str else group_by
-        if not _strings(paths) or not paths or not all(_PATH.fullmatch(p) for p in paths):
+        if not strings(paths) or not paths or not all(PATH.fullmatch(p) for p in paths):
             problems.add(f"{where}/group_by", "path", "must be a field path or a list of them")
         else:
             options["group_by"] = tuple(paths)
@@ -574,7 +501,7 @@ def _kind_options(
         options["threshold"] = threshold or 0.0
     if kind in ("sum", "first_seen"):
         path = spec.get("field")
-        if type(path) is not str or not _PATH.fullmatch(path):
+        if type(path) is not str or not PATH.fullmatch(path):
             problems.add(f"{where}/field", "path", "must be a field path such as data.amount")
         else:
             options["field"], options["value"] = path, getter(path)
@@ -616,21 +543,21 @@ def _grouper(paths: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str | None
     return group
 
 
-def _text(value: Any, where: str, problems: _Problems) -> str:
+def _text(value: Any, where: str, problems: Problems) -> str:
     if type(value) is not str or len(value) > 1000:
         problems.add(where, "type", "must be text of at most 1000 characters")
         return ""
     return value
 
 
-def _count(value: Any, where: str, problems: _Problems) -> int:
+def _count(value: Any, where: str, problems: Problems) -> int:
     if type(value) is not int or value < 1:
         problems.add(where, "value", "must be a whole number of at least 1")
         return 1
     return value
 
 
-def _duration(value: Any, where: str, problems: _Problems) -> int:
+def _duration(value: Any, where: str, problems: Problems) -> int:
     try:
         return parse_duration(value)
     except ValueError as exc:
@@ -638,16 +565,12 @@ def _duration(value: Any, where: str, problems: _Problems) -> int:
         return 0
 
 
-def _strings(value: Any) -> bool:
-    return type(value) is list and all(type(item) is str for item in value)
-
-
 def _names(
-    value: Any, sinks: dict[str, SinkSpec], where: str, problems: _Problems
+    value: Any, sinks: dict[str, SinkSpec], where: str, problems: Problems
 ) -> tuple[str, ...]:
     if value is None:
         return tuple(sinks)
-    if not _strings(value):
+    if not strings(value):
         problems.add(f"{where}/sinks", "type", "must be a list of sink names")
         return ()
     for name in value:
@@ -661,7 +584,7 @@ def _scheduled(
     spec: dict[str, Any],
     where: str,
     schedules: dict[str, Schedule],
-    problems: _Problems,
+    problems: Problems,
 ) -> Test:
     for key, wanted in (("inside", True), ("outside", False)):
         if key not in spec:
@@ -687,202 +610,3 @@ def _in_schedule(test: Test, schedule: Schedule, wanted: bool) -> Test:
             return False
 
     return check
-
-
-# -- conditions -----------------------------------------------------------------------------
-
-
-def _always(event: Mapping[str, Any]) -> bool:
-    return True
-
-
-def _never(value: Any) -> bool:  # pragma: no cover - stands in for an invalid condition,
-    return False  # and a document with one is refused before any event is tested
-
-
-def _when(spec: Any, where: str, problems: _Problems) -> tuple[Test, tuple[str, ...] | None]:
-    """The compiled condition and the exact event types it needs (None: any type)."""
-    if type(spec) is not dict:
-        problems.add(where, "type", "must be a mapping of field path to condition")
-        return _always, None
-    tests: list[Test] = []
-    types: tuple[str, ...] | None = None
-    for key, condition in spec.items():
-        place = f"{where}/{key}"
-        if key in ("any_of", "all_of"):
-            tests.append(_combined(key, condition, place, problems))
-        elif key == "not":
-            tests.append(_negated(_when(condition, place, problems)[0]))
-        elif type(key) is not str or not _PATH.fullmatch(key):
-            problems.add(place, "path", "must be a field path such as actor.id")
-        else:
-            check = _matcher(condition, place, problems)
-            tests.append(_field_test(key, check))
-            if key == "event_type":
-                types = _exact_types(condition)
-    return _all(tests), types
-
-
-def _negated(inner: Test) -> Test:
-    return lambda event: not inner(event)
-
-
-def _combined(key: str, spec: Any, where: str, problems: _Problems) -> Test:
-    if type(spec) is not list or not spec:
-        problems.add(where, "type", "must be a non-empty list of conditions")
-        return _always
-    tests = [_when(item, f"{where}/{i}", problems)[0] for i, item in enumerate(spec)]
-    if key == "all_of":
-        return _all(tests)
-    if len(tests) == 2:
-        first, second = tests
-        return lambda event: first(event) or second(event)
-    if len(tests) == 3:
-        first, second, third = tests
-        return lambda event: first(event) or second(event) or third(event)
-    return lambda event: any(test(event) for test in tests)
-
-
-def _all(tests: list[Test]) -> Test:
-    if not tests:
-        return _always
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        first, second = tests
-        return lambda event: first(event) and second(event)
-    return lambda event: all(test(event) for test in tests)
-
-
-def _exact_types(condition: Any) -> tuple[str, ...] | None:
-    if type(condition) is str:
-        return (condition,)
-    if _strings(condition):
-        return tuple(condition)
-    if type(condition) is dict and set(condition) == {"in"} and _strings(condition["in"]):
-        return tuple(condition["in"])
-    return None
-
-
-def _field_test(path: str, check: Callable[[Any], bool]) -> Test:
-    if "." not in path:  # a top-level field: no list to reach through
-        return lambda event: check(event.get(path, MISSING))
-    get = getter(path)
-
-    def test(event: Mapping[str, Any]) -> bool:
-        value = get(event)
-        if type(value) is Many:
-            return any(check(item) for item in value)
-        return check(value)
-
-    return test
-
-
-_Scalar = (str, int, float, bool, type(None))
-
-
-def _matcher(condition: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
-    """A scalar means equal; a list means one of; a mapping holds operators, all of which
-    must hold."""
-    if isinstance(condition, _Scalar):
-        return _equals(condition)
-    if type(condition) is list:
-        if not all(isinstance(item, _Scalar) for item in condition):
-            problems.add(where, "type", "a list of values holds strings, numbers or booleans")
-            return _never
-        return _one_of(condition, True)
-    if type(condition) is not dict or not condition:
-        problems.add(where, "type", "must be a value, a list of values or operators")
-        return _never
-    checks = [_operator(name, arg, f"{where}/{name}", problems) for name, arg in condition.items()]
-    if len(checks) == 1:
-        return checks[0]
-    return lambda value: all(check(value) for check in checks)
-
-
-def _equals(wanted: Any) -> Callable[[Any], bool]:
-    """Equality as JSON means it: ``true`` never equals ``1``, nor a missing field ``null``."""
-    if type(wanted) is str:
-        return lambda value: value == wanted  # only a string equals a string
-    if wanted is None or type(wanted) is bool:
-        return lambda value: value is wanted
-    return lambda value: type(value) is not bool and value is not MISSING and value == wanted
-
-
-def _one_of(items: list[Any], wanted: bool) -> Callable[[Any], bool]:
-    hashable = [item for item in items if not isinstance(item, bool)]
-    bools = [item for item in items if isinstance(item, bool)]
-    members = frozenset(hashable)
-
-    def check(value: Any) -> bool:
-        if value is MISSING:
-            return not wanted
-        if type(value) is bool:
-            return (value in bools) is wanted
-        try:
-            return (value in members) is wanted
-        except TypeError:  # a dict or list is in no list of scalars
-            return not wanted
-
-    return check
-
-
-def _operator(name: Any, arg: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
-    if name not in _OPERATORS:
-        problems.add(where, "operator", f"unknown operator (one of {sorted(_OPERATORS)})")
-        return _never
-    if name in ("in", "not_in"):
-        if not (type(arg) is list and all(isinstance(item, _Scalar) for item in arg)):
-            problems.add(where, "type", "must be a list of values")
-            return _never
-        return _one_of(arg, name == "in")
-    if name in ("eq", "ne"):
-        equal = _matcher(arg, where, problems) if isinstance(arg, _Scalar) else None
-        if equal is None:
-            problems.add(where, "type", "must be a value")
-            return _never
-        return equal if name == "eq" else (lambda value: not equal(value))
-    if name == "exists":
-        if type(arg) is not bool:
-            problems.add(where, "type", "must be true or false")
-        return lambda value: (value is not MISSING and value is not None) is arg
-    if name in ("gt", "gte", "lt", "lte"):
-        return _compare(name, arg, where, problems)
-    return _text_operator(name, arg, where, problems)
-
-
-def _compare(name: str, arg: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
-    bound = number(arg) if type(arg) is not bool else None
-    if bound is None:
-        problems.add(where, "type", "must be a number")
-        return _never
-    compare: Callable[[float], bool] = {
-        "gt": lambda got: got > bound,
-        "gte": lambda got: got >= bound,
-        "lt": lambda got: got < bound,
-        "lte": lambda got: got <= bound,
-    }[name]
-
-    def check(value: Any) -> bool:
-        got = number(value) if type(value) is not bool else None
-        return got is not None and compare(got)
-
-    return check
-
-
-def _text_operator(name: str, arg: Any, where: str, problems: _Problems) -> Callable[[Any], bool]:
-    if type(arg) is not str:
-        problems.add(where, "type", "must be a string")
-        return _never
-    if name == "matches":
-        try:
-            pattern = re.compile(arg)
-        except re.error as exc:
-            problems.add(where, "regex", f"not a regular expression: {exc}")
-            return _never
-        return lambda value: type(value) is str and pattern.search(value) is not None
-    if name == "prefix":
-        return lambda value: type(value) is str and value.startswith(arg)
-    if name == "suffix":
-        return lambda value: type(value) is str and value.endswith(arg)
-    return lambda value: type(value) is str and arg in value
