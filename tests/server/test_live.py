@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,7 +202,20 @@ def test_a_second_server_exits_or_waits_as_a_standby_and_takes_over(
             text=True,
             env={**os.environ, "INDELIBLE_LEASE_WAIT": "true"},
         )
-        time.sleep(1.5)
+        # wait until it says it waits (a fixed sleep lost the race on a loaded machine: the
+        # primary stopped before the standby had even asked for the lease)
+        said_lines: list[str] = []
+        errors = standby.stderr
+        assert errors is not None
+        reader = threading.Thread(
+            target=lambda: said_lines.extend(iter(errors.readline, "")), daemon=True
+        )
+        reader.start()
+        deadline = time.monotonic() + 30
+        while "waiting for its write lease" not in " ".join(" ".join(said_lines).split()):
+            assert time.monotonic() < deadline, said_lines
+            assert standby.poll() is None, said_lines
+            time.sleep(0.05)
         assert standby.poll() is None
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -225,6 +239,11 @@ def test_a_second_server_exits_or_waits_as_a_standby_and_takes_over(
             assert more.status_code == 201, more.text
     finally:
         standby.send_signal(signal.SIGTERM)
-        _, stderr = standby.communicate(timeout=20)
+        standby.wait(timeout=20)  # its stderr is read by the reader thread alone
+        reader.join(timeout=5)
+        for stream in (standby.stdout, standby.stderr):
+            if stream is not None:
+                stream.close()
+    stderr = "".join(said_lines)
     assert standby.returncode == 0, stderr
     assert "waiting for its write lease" in " ".join(stderr.split())
