@@ -9,6 +9,8 @@ HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, 
 that. pg-capture's cost on a 10,000-row UPDATE (``bench/capture_bench.py``) runs there too,
 unless ``--no-capture``; ``--capture-only`` runs just that. The web UI's page times over a
 100,000-event log (``bench/ui_bench.py``) run unless ``--no-ui``; ``--ui-only`` runs just those.
+Alerting (``bench/alerts_bench.py``: events/s evaluated with the billing pack, and
+ack-to-webhook delivery delay) runs unless ``--no-alerts``; ``--alerts-only`` runs just that.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.alerts_bench import alert_rows
 from bench.capture_bench import capture_rows
 from bench.http_bench import http_rows
 from bench.indelible_subjects import IndelibleIngestSubject, IndelibleProofSubject
@@ -139,6 +142,13 @@ def main() -> None:
     )
     parser.add_argument("--ui-only", action="store_true", help="only the web UI figures")
     parser.add_argument("--ui-requests", type=int, default=50, help="requests per UI page")
+    parser.add_argument(
+        "--alerts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="alert evaluation rate and delivery delay (default: on)",
+    )
+    parser.add_argument("--alerts-only", action="store_true", help="only the alerting figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -160,6 +170,10 @@ def main() -> None:
         )
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
+    if args.alerts_only:
+        print_table(alert_rows(args, console), title="Alerting (same machine, same run)")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
     console.log(f"{len(events):,} events generated in {time.perf_counter() - started:.1f}s")
     settle_heap()
@@ -179,6 +193,8 @@ def main() -> None:
         rows += http_rows(args, console)
     if args.ui:
         rows += ui_rows(args, console)
+    if args.alerts:
+        rows += alert_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 

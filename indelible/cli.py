@@ -580,12 +580,35 @@ def _ensure_log(settings: Settings) -> bool:
         store.close()
 
 
+def _alert_engine(settings: Settings, hub: Any) -> Any:
+    """The alert engine for ``settings.alert_rules`` (the alerts extra, imported on demand)."""
+    from indelible.service.alerts.engine import AlertEngine
+    from indelible.sinks import build_sink
+
+    return AlertEngine(
+        hub,
+        settings.alert_rules,
+        lambda spec: build_sink(spec, os.environ),
+        clock_ms=now_ms,
+        random_bytes=os.urandom,
+        checkpoint_stall=settings.alert_checkpoint_stall,
+    )
+
+
 def _serve(settings: Settings) -> None:
     from indelible.server.runtime import Runtime  # the server extra is imported on demand
     from indelible.server.serve import serve, url_for
 
     runtime = Runtime.open(settings)
     try:
+        if settings.alert_rules:
+            runtime.alerts = _alert_engine(settings, runtime.hub)
+            rules = runtime.alerts.rules
+            out.print(
+                f"alerting: {len(rules.rules)} rules and {len(rules.sinks)} sinks from "
+                f"{settings.alert_rules}",
+                markup=False,
+            )
         runtime.start()  # takes the write leases now, so a second server fails here, clearly
         token = runtime.bootstrap_admin()
         for tenant in runtime.hub.logs():
@@ -637,6 +660,145 @@ def run(
             f"created log {settings.log!r} in {display_url(settings.store_url)}", markup=False
         )
     _serve(settings)
+
+
+# ---- indelible rules / alerts: alert rules files, and the engine's state in the store
+
+rules_cli = typer.Typer(help="Alert rules files: validate and try them.", no_args_is_help=True)
+app.add_typer(rules_cli, name="rules")
+alerts_cli = typer.Typer(help="The alert engine's progress and deliveries.", no_args_is_help=True)
+app.add_typer(alerts_cli, name="alerts")
+RulesFileArg = Annotated[Path, typer.Argument(help="A YAML rules file (docs/alerts.md).")]
+
+
+def _load_rules(file: Path, *, with_sinks: bool) -> Any:
+    from indelible.service.alerts.delivery import Retry
+    from indelible.service.alerts.rulefile import load_rules
+    from indelible.sinks import build_sink
+
+    rules = load_rules(file)
+    if with_sinks:
+        for spec in rules.sinks:
+            Retry.of(spec)
+            build_sink(spec, os.environ).close()
+    return rules
+
+
+@rules_cli.command("validate")
+def rules_validate(
+    file: RulesFileArg,
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Do not check the sinks' secrets are set.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a rules file (and the packs it uses); exit 2 naming every problem."""
+    rules = _load_rules(file, with_sinks=not no_env)
+    document = {
+        "ok": True,
+        "rules": [
+            {
+                "id": rule.id,
+                "kind": rule.kind,
+                "severity": rule.severity,
+                "event_types": list(rule.event_types) if rule.event_types else None,
+                "sinks": list(rule.sinks),
+            }
+            for rule in rules.rules
+        ],
+        "sinks": [{"name": spec.name, "type": spec.type} for spec in rules.sinks],
+        "schedules": [schedule.name for schedule in rules.schedules],
+    }
+    lines = [f"{file}: {len(rules.rules)} rules, {len(rules.sinks)} sinks: valid"]
+    lines += [f"  {rule.id} ({rule.kind}, {rule.severity})" for rule in rules.rules]
+    _emit(as_json, document, "\n".join(lines))
+
+
+@rules_cli.command("test")
+def rules_test(
+    file: RulesFileArg,
+    against: Annotated[
+        Path, typer.Option("--against", help="NDJSON of events, or of exported entries.")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option("--now", help="When to check absence rules (default: the last event)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show which events of a file would fire which rule (nothing is written or sent)."""
+    from indelible.service.alerts.trial import try_rules
+
+    rules = _load_rules(file, with_sinks=False)
+    now = parse_time("--now", at)
+    report = try_rules(rules, against.read_bytes(), now_ms=now).to_dict()
+    lines = [
+        f"line {item['line']} ({item['event_type']} {item['event_id']}) fires {item['rule']}"
+        + (f" for {item['group']}" if item["group"] else "")
+        if item["line"] is not None
+        else f"absence: {item['rule']} fires for {item['group']}"
+        for item in report["fired"]
+    ]
+    lines.append(
+        f"{report['events']} events, {report['alerts']} alerts"
+        f" ({report['suppressed']} suppressed by de-duplication or rate limits)"
+    )
+    _emit(as_json, report, "\n".join(lines))
+
+
+@alerts_cli.command("status")
+def alerts_status(
+    data: DataOpt = None,
+    log: LogOpt = None,
+    store: StoreOpt = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="List deliveries in this status: pending, delivered, dead."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most deliveries to list.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The follower's cursor and lag, deliveries per status, and the latest deliveries (works
+    while a server runs)."""
+    settings = _settings(data, log, store)
+    if status not in (None, "pending", "delivered", "dead"):
+        raise InputError("--status is one of pending, delivered, dead")
+    with _opened(settings) as opened:
+        log_id = opened.info.log_id
+        state = opened.store.load_alert_state(log_id)
+        size = opened.store.tree_size(log_id)
+        counts = opened.store.count_deliveries(log_id)
+        rows = opened.store.list_deliveries(log_id, status=status, limit=limit)
+    cursor = int(state.get("cursor", "0"))
+    document: dict[str, Any] = {
+        "log": settings.log,
+        "cursor": cursor,
+        "size": size,
+        "lag": size - cursor,
+        "deliveries": {name: counts.get(name, 0) for name in ("pending", "delivered", "dead")},
+        "rows": [
+            {
+                "alert_id": row.alert_id,
+                "sink": row.sink,
+                "seq": row.seq,
+                "status": row.status,
+                "attempts": row.attempts,
+                "next_attempt": format_timestamp(row.next_attempt_ms),
+                "last_error": row.last_error,
+            }
+            for row in rows
+        ],
+    }
+    lines = [
+        f"log {settings.log}: evaluated {cursor} of {size} entries (lag {size - cursor})",
+        "deliveries: " + ", ".join(f"{k} {v}" for k, v in document["deliveries"].items()),
+    ]
+    lines += [
+        f"  seq {r['seq']} {r['alert_id']} → {r['sink']}: {r['status']} after {r['attempts']}"
+        + (f" ({r['last_error']})" if r["last_error"] else "")
+        for r in document["rows"]
+    ]
+    _emit(as_json, document, "\n".join(lines))
 
 
 # ---- indelible witness: a C2SP tlog-witness (its own key and state, in its own directory)

@@ -230,6 +230,20 @@ SETTINGS: tuple[Setting, ...] = (
         "the server or a trusted proxy sees it), true, or false.",
     ),
     Setting(
+        "alert_rules",
+        "",
+        str,
+        "YAML file of alert rules and notification sinks (docs/alerts.md); empty: no alerting. "
+        "Reloaded when it changes.",
+    ),
+    Setting(
+        "alert_checkpoint_stall",
+        60.0,
+        _positive_float,
+        "Seconds the tree may grow without a new signed checkpoint before the integrity alert "
+        "checkpoint_stalled.",
+    ),
+    Setting(
         "pg_service_role",
         "",
         str,
@@ -267,6 +281,8 @@ class Settings:
     ui: bool
     ui_session_minutes: int
     ui_secure_cookie: str
+    alert_rules: str
+    alert_checkpoint_stall: float
     pg_service_role: str
 
     @property

@@ -10,6 +10,7 @@ HTTP ``status`` (mapped at the edge, never inside the service).
     ├── InputError                  bad input, nothing was changed (4xx)
     │   ├── MalformedJSON           not strict JSON: duplicate keys, NaN, bad UTF-8 (400)
     │   ├── InvalidEvent            fails validation; carries every FieldError (422)
+    │   │   └── InvalidRules        an alert rules document is invalid; every problem (422)
     │   ├── LimitExceeded           too large, too deep, too many items (413)
     │   ├── FormatError             a note, key, proof or path is not in its format (400)
     │   ├── UnsupportedMediaType    a request body in a media type the route does not take (415)
@@ -63,6 +64,7 @@ __all__ = [
     "IndelibleError",
     "InputError",
     "InvalidEvent",
+    "InvalidRules",
     "LastAdminKey",
     "LeafError",
     "LimitExceeded",
@@ -145,6 +147,12 @@ class InvalidEvent(InputError):
 
     def details(self) -> dict[str, Any]:
         return {"errors": [e.to_dict() for e in self.errors]}
+
+
+class InvalidRules(InvalidEvent):
+    """An alert rules document breaks the rules format; ``errors`` names every problem."""
+
+    code = "invalid_rules"
 
 
 class LimitExceeded(InputError):

@@ -19,7 +19,7 @@ from indelible.server.body import is_ndjson, read_limited
 from indelible.server.docs import EVENTS_BODY, errors
 from indelible.server.runtime import ServerLimits
 from indelible.service.access import Permission, Principal
-from indelible.service.audit import RESERVED_PREFIX
+from indelible.service.audit import RESERVED_PREFIXES
 
 __all__ = ["ingest", "json_response", "parse_events", "router"]
 
@@ -37,7 +37,8 @@ def json_response(document: Any, status_code: int = 200) -> Response:
 def parse_events(raw: bytes, *, ndjson: bool, now_ms: int, limits: ServerLimits) -> list[Event]:
     """Strict parse, then validation of every item (one InvalidEvent listing all failures).
 
-    Clients may not write in the ``audit.`` namespace: those events are Indelible's own.
+    Clients may not write in the ``audit.`` and ``alert.`` namespaces: those events are
+    Indelible's own.
     """
     items = parse_batch(
         raw, max_bytes=limits.max_body_bytes, max_items=limits.max_events, ndjson=ndjson
@@ -49,11 +50,12 @@ def parse_events(raw: bytes, *, ndjson: bool, now_ms: int, limits: ServerLimits)
         FieldError(
             "/event_type",
             "reserved",
-            f"event types starting {RESERVED_PREFIX!r} are written by Indelible itself",
+            f"event types starting {prefix!r} are written by Indelible itself",
             index,
         )
         for index, event in enumerate(events)
-        if str(event.body.get("event_type", "")).startswith(RESERVED_PREFIX)
+        for prefix in RESERVED_PREFIXES
+        if str(event.body.get("event_type", "")).startswith(prefix)
     ]
     if reserved:
         raise InvalidEvent(reserved)

@@ -8,7 +8,8 @@ events are in which log.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +18,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indelible.server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from indelible.service.alerts.engine import AlertEngine
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
@@ -57,9 +61,41 @@ class Metrics:
         tenants.set_function(lambda: float(len(runtime.hub.logs())))
         ready = Gauge("indelible_ready", "1 when /readyz answers 200.", registry=self.registry)
         ready.set_function(lambda: 0.0 if runtime.not_ready() else 1.0)
+        if runtime.alerts is not None:
+            _alert_gauges(runtime, self.registry)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _alert_gauges(runtime: Runtime, registry: CollectorRegistry) -> None:
+    """The alert engine's lag, alerts fired and deliveries by status (docs/alerts.md)."""
+    engine = runtime.alerts
+    assert engine is not None
+    lag = Gauge(
+        "indelible_alert_lag_entries",
+        "Entries not yet evaluated by the alert rules, all logs together.",
+        registry=registry,
+    )
+    lag.set_function(lambda: float(engine.lag()))
+    fired = Gauge(
+        "indelible_alerts_fired",
+        "Alerts recorded by the rules since this process started, all logs together.",
+        registry=registry,
+    )
+    fired.set_function(lambda: float(sum(item["fired"] for item in engine.status().values())))
+    deliveries = Gauge(
+        "indelible_alert_deliveries",
+        "Alert deliveries to notification sinks by status (dead: dead letters), all logs.",
+        ["status"],
+        registry=registry,
+    )
+    for status in ("pending", "delivered", "dead"):
+        deliveries.labels(status).set_function(_delivery_count(engine, status))
+
+
+def _delivery_count(engine: AlertEngine, status: str) -> Callable[[], float]:
+    return lambda: float(engine.deliveries().get(status, 0))
 
 
 def _pending(runtime: Runtime) -> int:

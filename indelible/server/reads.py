@@ -429,6 +429,9 @@ def verify_tenant(runtime: Runtime, principal: Principal) -> dict[str, Any]:
     (``service.verification``); ``POST /v1/verify`` and the web UI both run this."""
     info = runtime.log_info(principal.log_id)
     opened = open_log(runtime.store, None, info.name)
-    return verify_and_record(
+    result = verify_and_record(
         runtime.store, info, opened.verifier, by=principal.key_id, clock_ms=runtime.clock_ms
     )
+    if not result["ok"] and runtime.alerts is not None:  # the integrity alert verification_failed
+        runtime.alerts.verification_failed(principal.log_id, result["error"])
+    return result

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indelible.config import Settings
 from indelible.core.event import DEFAULT_LIMITS, Event, Limits
@@ -34,6 +34,9 @@ from indelible.service.logs import key_file_exists, valid_name, valid_origin
 from indelible.service.stepcache import StepCache
 from indelible.storage import open_store
 from indelible.storage.base import LogInfo, Store
+
+if TYPE_CHECKING:  # the alerts extra (pyyaml) is imported only when rules are configured
+    from indelible.service.alerts.engine import AlertEngine
 
 __all__ = ["TENANT_SETTINGS", "Runtime", "ServerLimits", "UiOptions", "anchor_config"]
 
@@ -150,6 +153,8 @@ class Runtime:
         self._tenant_settings: dict[int, dict[str, Any]] = {}
         self._tenant_lock = threading.Lock()  # one tenant created at a time: checks, then create
         self.verify_lock = asyncio.Lock()
+        # the alert engine (service.alerts), set by the entry point when rules are configured
+        self.alerts: AlertEngine | None = None
 
     @classmethod
     def open(cls, settings: Settings, **options: Any) -> Runtime:
@@ -197,6 +202,8 @@ class Runtime:
             self._state = "starting"
         try:
             self.hub.start()
+            if self.alerts is not None:
+                self.alerts.start()
         except BaseException:
             self.hub.close()
             with self._lock:
@@ -212,6 +219,8 @@ class Runtime:
                 return
             self._state = "closed"
         try:
+            if self.alerts is not None:
+                self.alerts.stop()  # before the logs close: it appends to them
             self.hub.close()
         finally:
             if self._close_store:

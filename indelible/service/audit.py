@@ -34,9 +34,18 @@ from indelible.service.hub import Hub
 from indelible.service.ingest import Receipt
 from indelible.storage.base import ApiKeyRow
 
-__all__ = ["RESERVED_PREFIX", "SYSTEM_ACTOR", "AuditWriter", "RequestInfo", "key_subject"]
+__all__ = [
+    "RESERVED_PREFIX",
+    "RESERVED_PREFIXES",
+    "SYSTEM_ACTOR",
+    "AuditWriter",
+    "RequestInfo",
+    "key_subject",
+]
 
 RESERVED_PREFIX = "audit."
+# every namespace clients may not write in: Indelible's own events, and its alerts (alert.fired)
+RESERVED_PREFIXES = (RESERVED_PREFIX, "alert.")
 SYSTEM_ACTOR = {"id": "indelible", "type": "system", "name": "Indelible"}
 
 

@@ -114,6 +114,8 @@ class Sequencer:
         self._pending_events = 0
         self._closing = False
         self._halted: StoreError | None = None
+        self.failures = 0  # commits that failed (the alert engine raises store_write_failed)
+        self.last_failure: str | None = None
         self._last_received = 0
         self._load()
         self._thread = threading.Thread(
@@ -263,6 +265,8 @@ class Sequencer:
             failure = (
                 exc if isinstance(exc, IndelibleError) else StoreError(f"append failed: {exc}")
             )
+            self.failures += 1
+            self.last_failure = f"[{failure.code}] {failure.message}"
             if not answered:
                 for request in requests:
                     if not request.future.done():

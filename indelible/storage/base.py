@@ -27,6 +27,12 @@ Contract (each store's tests run ``tests/storage/contract.py``):
    second one with the same key.
 9. API keys are never deleted; ``revoke_api_key`` sets the revocation time once and reports
    whether it did.
+10. Alert state (``alert_state``): ``save_alert_state`` MUST apply every change (None
+    deletes the key) and insert every delivery in ONE transaction, durable before it
+    returns; a delivery whose (alert_id, sink) is already stored is left as it is (a
+    follower re-evaluating after a crash enqueues nothing twice). Delivery rows are never
+    deleted; ``update_delivery`` changes only status, attempts, next attempt, last error and
+    update time.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "AnchorRow",
     "ApiKeyRow",
     "CheckpointRow",
+    "DeliveryRow",
     "EntryQuery",
     "EntryRow",
     "LogInfo",
@@ -135,6 +142,23 @@ class ApiKeyRow:
     revoked_at_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One alert to one notification sink: ``pending`` (retried at ``next_attempt_ms``),
+    ``delivered`` or ``dead`` (gave up after the sink's last attempt: a dead letter)."""
+
+    alert_id: str
+    sink: str
+    seq: int  # the alert's entry in the log
+    payload: bytes  # the JSON the sinks send
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_ms: int = 0
+    last_error: str | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+
+
 class Store(Protocol):
     """What the service needs from a store. See the module docstring for the contract."""
 
@@ -209,5 +233,29 @@ class Store(Protocol):
     def revoke_api_key(self, key_id: str, at_ms: int) -> bool: ...
     def get_log_settings(self, log_id: int) -> dict[str, str]: ...
     def set_log_setting(self, log_id: int, name: str, value: str) -> None: ...
+
+    # ---- alerts: the follower's cursor and state, and deliveries to notification sinks
+    def load_alert_state(self, log_id: int) -> dict[str, str]: ...
+    def save_alert_state(
+        self,
+        log_id: int,
+        changes: Mapping[str, str | None],
+        deliveries: Sequence[DeliveryRow] = (),
+    ) -> None: ...
+
+    def due_deliveries(self, log_id: int, now_ms: int, limit: int) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is at or before ``now_ms``, oldest first."""
+        ...
+
+    def update_delivery(self, log_id: int, row: DeliveryRow) -> None: ...
+    def list_deliveries(
+        self, log_id: int, *, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        """Deliveries (of ``status`` if given), newest alert first."""
+        ...
+
+    def count_deliveries(self, log_id: int) -> dict[str, int]:
+        """How many deliveries are in each status."""
+        ...
 
     def close(self) -> None: ...

@@ -44,15 +44,19 @@ from indelible.storage.base import (
     AnchorRow,
     ApiKeyRow,
     CheckpointRow,
+    DeliveryRow,
     EntryQuery,
     EntryRow,
     LogInfo,
 )
 from indelible.storage.querysql import (
     ANCHOR_COLUMNS,
+    DELIVERY_COLUMNS,
     ENTRY_COLUMNS,
     KEY_COLUMNS,
     anchor_row,
+    delivery_row,
+    delivery_values,
     entry_row,
     group_personal,
     group_refs,
@@ -130,6 +134,9 @@ _SERVICE_GRANTS = (
     "GRANT SELECT, INSERT ON api_keys TO {role}",
     "GRANT UPDATE (revoked_at_ms) ON api_keys TO {role}",
     "GRANT EXECUTE ON FUNCTION current_log(), expect_size(bigint, bigint) TO {role}",
+    # the alert engine: its cursor and state are rewritten; deliveries only change status
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON alert_state TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON alert_deliveries TO {role}",
 )
 
 T = TypeVar("T")
@@ -725,6 +732,108 @@ class PostgresStore:
                 (log_id, name, value),
             ),
         )
+
+    # ---- alerts
+    def load_alert_state(self, log_id: int) -> dict[str, str]:
+        rows = self._read(
+            log_id,
+            "reading the alert state",
+            lambda c: c.conn.execute(
+                "SELECT key, value FROM alert_state WHERE log_id = %s", (log_id,)
+            ).fetchall(),
+        )
+        return {key: value for key, value in rows}
+
+    def save_alert_state(
+        self,
+        log_id: int,
+        changes: Mapping[str, str | None],
+        deliveries: Sequence[DeliveryRow] = (),
+    ) -> None:
+        upserts = [(log_id, key, value) for key, value in changes.items() if value is not None]
+        deletes = [(log_id, key) for key, value in changes.items() if value is None]
+        rows = [(log_id, *delivery_values(row)) for row in deliveries]
+
+        def work(c: _Conn) -> None:
+            with c.conn.transaction(), c.conn.cursor() as cur:
+                if upserts:
+                    cur.executemany(
+                        "INSERT INTO alert_state (log_id, key, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (log_id, key) DO UPDATE SET value = excluded.value",
+                        upserts,
+                    )
+                if deletes:
+                    cur.executemany(
+                        "DELETE FROM alert_state WHERE log_id = %s AND key = %s", deletes
+                    )
+                if rows:
+                    cur.executemany(
+                        f"INSERT INTO alert_deliveries (log_id, {DELIVERY_COLUMNS}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (log_id, alert_id, sink) DO NOTHING",
+                        rows,
+                    )
+
+        self._write(log_id, "storing the alert state", work)
+
+    def due_deliveries(self, log_id: int, now_ms: int, limit: int) -> list[DeliveryRow]:
+        rows = self._read(
+            log_id,
+            "reading due deliveries",
+            lambda c: c.conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE log_id = %s "
+                "AND status = 'pending' AND next_attempt_ms <= %s "
+                "ORDER BY next_attempt_ms, seq, sink LIMIT %s",
+                (log_id, now_ms, limit),
+            ).fetchall(),
+        )
+        return [delivery_row(row) for row in rows]
+
+    def update_delivery(self, log_id: int, row: DeliveryRow) -> None:
+        self._write(
+            log_id,
+            f"updating the delivery of {row.alert_id}",
+            lambda c: c.conn.execute(
+                "UPDATE alert_deliveries SET status = %s, attempts = %s, next_attempt_ms = %s, "
+                "last_error = %s, updated_at_ms = %s "
+                "WHERE log_id = %s AND alert_id = %s AND sink = %s",
+                (
+                    row.status,
+                    row.attempts,
+                    row.next_attempt_ms,
+                    row.last_error,
+                    row.updated_at_ms,
+                    log_id,
+                    row.alert_id,
+                    row.sink,
+                ),
+            ),
+        )
+
+    def list_deliveries(
+        self, log_id: int, *, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        rows = self._read(
+            log_id,
+            "listing deliveries",
+            lambda c: c.conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE log_id = %s "
+                "AND (%s::text IS NULL OR status = %s) ORDER BY seq DESC, sink LIMIT %s",
+                (log_id, status, status, limit),
+            ).fetchall(),
+        )
+        return [delivery_row(row) for row in rows]
+
+    def count_deliveries(self, log_id: int) -> dict[str, int]:
+        rows = self._read(
+            log_id,
+            "counting deliveries",
+            lambda c: c.conn.execute(
+                "SELECT status, COUNT(*) FROM alert_deliveries WHERE log_id = %s GROUP BY status",
+                (log_id,),
+            ).fetchall(),
+        )
+        return {status: int(count) for status, count in rows}
 
     def close(self) -> None:
         with self._lease_lock:

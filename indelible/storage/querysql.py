@@ -8,13 +8,16 @@ from importlib import resources
 from typing import Any
 
 from indelible.core.entry import IndexColumns, PersonalValue
-from indelible.storage.base import AnchorRow, ApiKeyRow, EntryQuery, EntryRow
+from indelible.storage.base import AnchorRow, ApiKeyRow, DeliveryRow, EntryQuery, EntryRow
 
 __all__ = [
     "ANCHOR_COLUMNS",
+    "DELIVERY_COLUMNS",
     "ENTRY_COLUMNS",
     "KEY_COLUMNS",
     "anchor_row",
+    "delivery_row",
+    "delivery_values",
     "entry_row",
     "group_personal",
     "group_refs",
@@ -30,6 +33,10 @@ ENTRY_COLUMNS = (
 )
 KEY_COLUMNS = "key_id, log_id, name, role, secret_hash, created_at_ms, created_by, revoked_at_ms"
 ANCHOR_COLUMNS = "size, kind, authority, evidence, created_at_ms"
+DELIVERY_COLUMNS = (
+    "alert_id, sink, seq, payload, status, attempts, next_attempt_ms, last_error, "
+    "created_at_ms, updated_at_ms"
+)
 
 
 def migrations(folder: str) -> list[tuple[int, str]]:
@@ -54,6 +61,29 @@ def entry_row(row: Sequence[Any], personal: tuple[PersonalValue, ...] = ()) -> E
 
 def anchor_row(row: Sequence[Any]) -> AnchorRow:
     return AnchorRow(row[0], row[1], row[2], bytes(row[3]), row[4])
+
+
+def delivery_row(row: Sequence[Any]) -> DeliveryRow:
+    """An alert_deliveries row selected as ``DELIVERY_COLUMNS``."""
+    return DeliveryRow(
+        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+    )
+
+
+def delivery_values(row: DeliveryRow) -> tuple[Any, ...]:
+    """``row`` in ``DELIVERY_COLUMNS`` order, to insert."""
+    return (
+        row.alert_id,
+        row.sink,
+        row.seq,
+        row.payload,
+        row.status,
+        row.attempts,
+        row.next_attempt_ms,
+        row.last_error,
+        row.created_at_ms,
+        row.updated_at_ms,
+    )
 
 
 def key_row(row: Sequence[Any]) -> ApiKeyRow:

@@ -30,15 +30,19 @@ from indelible.storage.base import (
     AnchorRow,
     ApiKeyRow,
     CheckpointRow,
+    DeliveryRow,
     EntryQuery,
     EntryRow,
     LogInfo,
 )
 from indelible.storage.querysql import (
     ANCHOR_COLUMNS,
+    DELIVERY_COLUMNS,
     ENTRY_COLUMNS,
     KEY_COLUMNS,
     anchor_row,
+    delivery_row,
+    delivery_values,
     entry_row,
     group_personal,
     group_refs,
@@ -561,6 +565,93 @@ class SQLiteStore:
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot store setting {name}: {exc}") from exc
+
+    # ---- alerts
+    def load_alert_state(self, log_id: int) -> dict[str, str]:
+        rows = self._reader().execute(
+            "SELECT key, value FROM alert_state WHERE log_id = ?", (log_id,)
+        )
+        return {key: value for key, value in rows}
+
+    def save_alert_state(
+        self,
+        log_id: int,
+        changes: Mapping[str, str | None],
+        deliveries: Sequence[DeliveryRow] = (),
+    ) -> None:
+        upserts = [(log_id, key, value) for key, value in changes.items() if value is not None]
+        deletes = [(log_id, key) for key, value in changes.items() if value is None]
+        rows = [(log_id, *delivery_values(row)) for row in deliveries]
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO alert_state (log_id, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (log_id, key) DO UPDATE SET value = excluded.value",
+                    upserts,
+                )
+                conn.executemany("DELETE FROM alert_state WHERE log_id = ? AND key = ?", deletes)
+                conn.executemany(
+                    f"INSERT INTO alert_deliveries (log_id, {DELIVERY_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (log_id, alert_id, sink) DO NOTHING",
+                    rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot store the alert state: {exc}") from exc
+                raise
+
+    def due_deliveries(self, log_id: int, now_ms: int, limit: int) -> list[DeliveryRow]:
+        rows = self._reader().execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE log_id = ? "
+            "AND status = 'pending' AND next_attempt_ms <= ? "
+            "ORDER BY next_attempt_ms, seq, sink LIMIT ?",
+            (log_id, now_ms, limit),
+        )
+        return [delivery_row(row) for row in rows]
+
+    def update_delivery(self, log_id: int, row: DeliveryRow) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute(
+                    "UPDATE alert_deliveries SET status = ?, attempts = ?, next_attempt_ms = ?, "
+                    "last_error = ?, updated_at_ms = ? "
+                    "WHERE log_id = ? AND alert_id = ? AND sink = ?",
+                    (
+                        row.status,
+                        row.attempts,
+                        row.next_attempt_ms,
+                        row.last_error,
+                        row.updated_at_ms,
+                        log_id,
+                        row.alert_id,
+                        row.sink,
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot update the delivery of {row.alert_id}: {exc}") from exc
+
+    def list_deliveries(
+        self, log_id: int, *, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        rows = self._reader().execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE log_id = ? "
+            "AND (? IS NULL OR status = ?) ORDER BY seq DESC, sink LIMIT ?",
+            (log_id, status, status, limit),
+        )
+        return [delivery_row(row) for row in rows]
+
+    def count_deliveries(self, log_id: int) -> dict[str, int]:
+        rows = self._reader().execute(
+            "SELECT status, COUNT(*) FROM alert_deliveries WHERE log_id = ? GROUP BY status",
+            (log_id,),
+        )
+        return {status: int(count) for status, count in rows}
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -456,6 +456,16 @@ async def test_clients_cannot_write_in_the_audit_namespace(service_with_key: Ser
     assert service_with_key.size == 0
 
 
+async def test_clients_cannot_write_alerts(service_with_key: Service) -> None:
+    forged = billing_event(0, event_type="alert.fired")
+    response = await service_with_key.post([forged])
+    assert_error_shape(response, 422, "invalid_event")
+    assert response.json()["error"]["details"]["errors"][0]["message"] == (
+        "event types starting 'alert.' are written by Indelible itself"
+    )
+    assert service_with_key.size == 0
+
+
 async def test_the_first_start_creates_one_admin_key_and_records_it(tmp_path: Path) -> None:
     store, runtime, _ = new_runtime(tmp_path, with_key=False)
     runtime.start()

@@ -264,3 +264,36 @@ def test_api_keys_are_revoked_once_never_deleted_or_rewritten(
             raw(sql, ())
     with pytest.raises(NotFound):
         store.get_api_key("ffffffffffffffff")
+
+
+def test_alert_state_and_deliveries_are_saved_together_and_kept_per_log(
+    store: Store, raw: Callable[..., Any]
+) -> None:
+    from indelible.storage.base import DeliveryRow
+
+    a = store.create_log("a", "example.com/a", "vkey-a", NOW).log_id
+    b = store.create_log("b", "example.com/b", "vkey-b", NOW).log_id
+    assert store.load_alert_state(a) == {}
+    first = DeliveryRow("alert-1", "hook", 7, b'{"x":1}', next_attempt_ms=NOW, created_at_ms=NOW)
+    store.save_alert_state(a, {"cursor": "8", "fs\x1fr\x1fg": '["1.2.3.4"]'}, [first])
+    store.save_alert_state(b, {"cursor": "2"})
+    assert store.load_alert_state(a) == {"cursor": "8", "fs\x1fr\x1fg": '["1.2.3.4"]'}
+    assert store.load_alert_state(b) == {"cursor": "2"}
+    # a re-evaluation after a crash enqueues the same delivery again: it is kept as it was
+    sent = DeliveryRow("alert-1", "hook", 7, b'{"x":1}', "delivered", 1, NOW, None, NOW, NOW + 5)
+    store.update_delivery(a, sent)
+    store.save_alert_state(a, {"cursor": "9", "fs\x1fr\x1fg": None}, [first])
+    assert store.load_alert_state(a) == {"cursor": "9"}
+    assert store.list_deliveries(a) == [sent]
+    assert store.list_deliveries(b) == []
+    assert store.count_deliveries(a) == {"delivered": 1}
+    later = DeliveryRow("alert-2", "mail", 9, b"{}", next_attempt_ms=NOW + 1000, created_at_ms=NOW)
+    store.save_alert_state(a, {}, [later])
+    assert store.due_deliveries(a, NOW, 10) == []
+    assert store.due_deliveries(a, NOW + 1000, 10) == [later]
+    store.update_delivery(a, DeliveryRow("alert-2", "mail", 9, b"{}", "dead", 5, 0, "refused"))
+    assert [row.status for row in store.list_deliveries(a, status="dead")] == ["dead"]
+    assert store.list_deliveries(a, status="dead")[0].last_error == "refused"
+    assert store.count_deliveries(a) == {"delivered": 1, "dead": 1}
+    with pytest.raises(Refused, match="kept"):
+        raw("DELETE FROM alert_deliveries", ())
