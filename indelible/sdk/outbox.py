@@ -66,7 +66,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
     body BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (
@@ -122,7 +121,6 @@ class Row:
     id: int
     event_id: str
     body: bytes
-    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +191,7 @@ class Outbox:
         self._queue: list[_Ticket] = []
         self._leading = False
         self._closed = False
+        self.commits = 0  # durable transactions written by append (group commits)
         self._spill_lock = threading.Lock()
         row = self._reader.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox")
         count, size = row.fetchone()
@@ -318,6 +317,7 @@ class Outbox:
                     "INSERT INTO outbox (event_id, body, created_ms) VALUES (?, ?, ?)", rows
                 )
                 self._writer.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")
@@ -435,14 +435,14 @@ class Outbox:
         """The oldest pending rows: at most ``limit`` of them and about ``max_bytes``."""
         with self._db:
             found = self._reader.execute(
-                "SELECT id, event_id, body, attempts FROM outbox ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, event_id, body FROM outbox ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
         rows: list[Row] = []
         total = 0
-        for row_id, event_id, body, attempts in found:
+        for row_id, event_id, body in found:
             if rows and total + len(body) > max_bytes:
                 break
-            rows.append(Row(row_id, event_id, bytes(body), attempts))
+            rows.append(Row(row_id, event_id, bytes(body)))
             total += len(body)
         return rows
 
@@ -473,12 +473,6 @@ class Outbox:
             self._count -= len(rows)
             self._bytes -= sum(len(r.body) for r in rows)
             self._cond.notify_all()
-
-    def count_attempt(self, rows: Sequence[Row]) -> None:
-        """Note one more failed delivery attempt of ``rows`` (shown by :meth:`stats`)."""
-        self._transaction(
-            "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", [(r.id,) for r in rows]
-        )
 
     # -- what is in it -------------------------------------------------------------------
 
