@@ -49,8 +49,7 @@ def _record_for(client: Client, seconds: float, worker: int, out: list[str]) -> 
 def _record_in_threads(client: Client, seconds: float) -> list[str]:
     found: list[list[str]] = [[], []]
     threads = [
-        threading.Thread(target=_record_for, args=(client, seconds, i, found[i]))
-        for i in range(2)
+        threading.Thread(target=_record_for, args=(client, seconds, i, found[i])) for i in range(2)
     ]
     for thread in threads:
         thread.start()
