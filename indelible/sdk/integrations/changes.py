@@ -21,14 +21,22 @@ import enum
 import math
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-__all__ = ["MASK", "Tracked", "changes_for", "json_value", "snake_case", "target_id"]
+__all__ = [
+    "MASK",
+    "Tracked",
+    "changes_for",
+    "json_value",
+    "quantizer",
+    "snake_case",
+    "target_id",
+]
 
 MASK = "[masked]"
 """What a masked field's values are replaced with, before and after."""
@@ -87,6 +95,21 @@ class Tracked:
 
 
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+def quantizer(places: int) -> Callable[[Any], Any]:
+    """A ``Decimal`` to ``places`` digits after the point, as a column of that scale stores it
+    (``Decimal("0")`` saved into a scale-2 column is ``0.00``); other values unchanged."""
+    exponent = Decimal(1).scaleb(-places)
+
+    def quantize(value: Any) -> Any:
+        if isinstance(value, Decimal) and value.is_finite():
+            return value.quantize(exponent)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Decimal(str(value)).quantize(exponent) if math.isfinite(value) else value
+        return value
+
+    return quantize
 
 
 def changes_for(

@@ -29,16 +29,22 @@ that event (``docs/sdk.md``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.db import connections, transaction
-from django.db.models import Model
+from django.db.models import DecimalField, Model
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
-from indelible.sdk.integrations.changes import Tracked, changes_for, snake_case, target_id
+from indelible.sdk.integrations.changes import (
+    Tracked,
+    changes_for,
+    quantizer,
+    snake_case,
+    target_id,
+)
 from indelible.sdk.integrations.relay import Relay
 
 __all__ = ["OUTBOX_TABLE", "DjangoCapture"]
@@ -51,6 +57,7 @@ _BEFORE = "_indelible_before"
 class _Model:
     tracked: Tracked
     attnames: dict[str, str]  # recorded name -> attribute holding the value (``customer_id``)
+    stored: dict[str, Callable[[Any], Any]]  # recorded name -> the value as its column keeps it
 
 
 class _Reader:
@@ -139,13 +146,26 @@ class DjangoCapture:
         if unknown:
             raise ValueError(f"{model.__name__} has no concrete fields {unknown}")
         attnames = {name: concrete[name].attname for name in tracked.fields}
-        self._models[model] = _Model(tracked, attnames)
+        stored = {
+            name: quantizer(concrete[name].decimal_places)
+            for name in tracked.fields
+            if isinstance(concrete[name], DecimalField)
+            and concrete[name].decimal_places is not None
+        }
+        self._models[model] = _Model(tracked, attnames, stored)
         uid = f"indelible-{id(self)}"
         pre_save.connect(self._pre_save, sender=model, dispatch_uid=uid, weak=False)
         post_save.connect(self._post_save, sender=model, dispatch_uid=uid, weak=False)
         pre_delete.connect(self._pre_delete, sender=model, dispatch_uid=uid, weak=False)
         post_delete.connect(self._post_delete, sender=model, dispatch_uid=uid, weak=False)
         return model
+
+    def untrack(self, model: type[Model]) -> None:
+        """Stop recording ``model`` (disconnects this capture's signal receivers)."""
+        uid = f"indelible-{id(self)}"
+        for signal in (pre_save, post_save, pre_delete, post_delete):
+            signal.disconnect(sender=model, dispatch_uid=uid)
+        self._models.pop(model, None)
 
     def start_relay(self, using: str = "default", **options: Any) -> Relay:
         """Start the relay from database ``using``'s ``indelible_outbox`` (options: ``Relay``)."""
@@ -238,10 +258,15 @@ class DjangoCapture:
 
 
 def _values(model: _Model, instance: Any, update_fields: Any) -> dict[str, Any]:
+    """What the instance saved: its loaded recorded fields, decimals at their column's scale."""
     wanted = set(update_fields) if update_fields is not None else None
     values = instance.__dict__
-    return {
+    out = {
         name: values[attname]
         for name, attname in model.attnames.items()
         if attname in values and (wanted is None or name in wanted)
     }
+    for name, store in model.stored.items():
+        if name in out:
+            out[name] = store(out[name])
+    return out

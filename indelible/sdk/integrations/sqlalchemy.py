@@ -35,7 +35,7 @@ statements, raw SQL) bypass the unit of work and are not seen: use ``pg-capture`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Numeric,
     Table,
     Text,
     delete,
@@ -61,7 +62,13 @@ from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql.elements import ClauseElement
 
-from indelible.sdk.integrations.changes import Tracked, changes_for, snake_case, target_id
+from indelible.sdk.integrations.changes import (
+    Tracked,
+    changes_for,
+    quantizer,
+    snake_case,
+    target_id,
+)
 from indelible.sdk.integrations.relay import Recorder, Relay
 
 __all__ = ["OUTBOX_TABLE", "SQLAlchemyCapture", "create_outbox", "outbox_table"]
@@ -99,6 +106,7 @@ class _Model:
     tracked: Tracked
     mapper: Mapper[Any]
     key_attrs: tuple[str, ...]
+    stored: dict[str, Callable[[Any], Any]]  # name -> the value as its column keeps it
 
 
 @dataclass(slots=True)
@@ -182,8 +190,13 @@ class SQLAlchemyCapture:
         if unknown:
             raise ValueError(f"{model.__name__} has no column attributes {unknown}")
         keys = tuple(mapper.get_property_by_column(col).key for col in mapper.primary_key)
+        stored = {}
+        for name in tracked.fields:
+            kind = mapper.column_attrs[name].columns[0].type
+            if isinstance(kind, Numeric) and kind.asdecimal and kind.scale is not None:
+                stored[name] = quantizer(kind.scale)
         with self._lock:
-            self._models[model] = _Model(tracked, mapper, keys)
+            self._models[model] = _Model(tracked, mapper, keys, stored)
             for cls in list(self._models):
                 if self._models[cls] is None:
                     del self._models[cls]  # forget cached "not tracked" answers
@@ -273,6 +286,7 @@ class SQLAlchemyCapture:
                 unknown.append(name)
         if not after:
             return
+        _stored(model, after)
         key = state.key[1] if state.key is not None else _key_of(model, state.dict)
         if unknown:
             before.update(_read_row(connection, model, key, unknown))
@@ -443,14 +457,22 @@ def _inside(savepoint: SessionTransaction | None, rolled_back: SessionTransactio
 
 
 def _values(model: _Model, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The tracked values present (loaded, and not a SQL expression awaiting its result)."""
+    """The tracked values present (loaded, and not a SQL expression awaiting its result),
+    decimals at their column's scale."""
     out = {}
     for name in model.tracked.fields:
         if name in values:
             value = values[name]
             if not isinstance(value, ClauseElement):
                 out[name] = value
-    return out
+    return _stored(model, out)
+
+
+def _stored(model: _Model, values: dict[str, Any]) -> dict[str, Any]:
+    for name, store in model.stored.items():
+        if name in values:
+            values[name] = store(values[name])
+    return values
 
 
 def _missing(model: _Model, have: Mapping[str, Any]) -> list[str]:
