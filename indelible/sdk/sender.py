@@ -14,7 +14,8 @@ One daemon thread loops:
    sends them again: the same ``event_id`` makes the service answer with the original
    receipt and record nothing twice;
 4. an event the service refuses for itself (422 ``invalid_event`` naming its index, a 409
-   ``event_id_conflict`` naming its id, a 413 or 400 for a request of that one event) is moved
+   ``event_id_conflict`` naming its id — sent alone when the id is in the request more than
+   once — a 413 or 400 for a request of that one event) is moved
    to the outbox's ``rejected`` table with the answer, logged as an error, and the rest of
    the request is sent again without it: a refused event never blocks the others and is never
    silently dropped.
@@ -127,9 +128,12 @@ def judge(rows: Sequence[Row], status: int, body: bytes, headers: Mapping[str, s
         if refused:
             return _refuse(rows, refused, status, code)
     if status == 409 and code == "event_id_conflict":
-        ids = [row.event_id for row in rows]
-        if details.get("event_id") in ids:
-            return _refuse(rows, {ids.index(details["event_id"]): what}, status, code)
+        same = [i for i, row in enumerate(rows) if row.event_id == details.get("event_id")]
+        if len(same) == 1:
+            return _refuse(rows, {same[0]: what}, status, code)
+        if same:  # the id is in the request more than once: which one conflicts? one by one
+            rest = [row for i, row in enumerate(rows) if i not in same]
+            return Verdict(resend=[[rows[i]] for i in same] + ([rest] if rest else []))
     if status in _PER_EVENT or (status == 422 and code in ("invalid_event", "invalid_request")):
         if len(rows) == 1:
             return _refuse(rows, {0: what}, status, code)

@@ -121,8 +121,10 @@ def test_event_id_conflict_is_rejected_and_a_replay_is_one_entry(
         assert posted.status_code == 201
         seq = posted.json()["receipts"][0]["seq"]
         changed = {**original, "data": {"amount": 999}}
-        client.record_built([original])  # the same event again: an idempotent replay
-        client.record_built([changed])  # the same id, other content: a conflict
+        other = client.build_event("invoice.paid", data={"amount": 5})
+        # in one request: the same event again (an idempotent replay), the same id with other
+        # content (a conflict), and an unrelated event that must not suffer for it
+        client.record_built([original, changed, other])
         assert client.flush(30)
         (rejected,) = client.rejected()
     finally:
@@ -131,7 +133,17 @@ def test_event_id_conflict_is_rejected_and_a_replay_is_one_entry(
     assert rejected.event["data"] == {"amount": 999}
     entry = _entry(server, original["event_id"])
     assert entry["seq"] == seq and entry["event"]["data"] == {"amount": 100}
-    assert server.counts("invoice.paid")[original["event_id"]] == 1
+    counts = server.counts("invoice.paid")
+    assert counts[original["event_id"]] == 1 and counts[other["event_id"]] == 1
+
+
+def test_judge_sends_a_repeated_conflicting_id_alone() -> None:
+    rows = [Row(0, "a", b"{}"), Row(1, "b", b"{}"), Row(2, "a", b"{}")]
+    body = b'{"error": {"code": "event_id_conflict", "message": "m", "details": {"event_id": "a"}}}'
+    verdict = judge(rows, 409, body, {})
+    assert verdict.resend == [[rows[0]], [rows[2]], [rows[1]]] and not verdict.refused
+    alone = judge(rows[2:], 409, body, {})
+    assert [r for r, *_ in alone.refused] == rows[2:]
 
 
 def test_invalid_events_fail_in_the_caller_and_record_nothing(tmp_path: Path) -> None:
