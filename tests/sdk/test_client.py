@@ -19,7 +19,7 @@ from indelible.errors import InvalidEvent
 from indelible.sdk import AsyncClient, Client, context, current_context, job
 from indelible.sdk.outbox import Row
 from indelible.sdk.sender import backoff_delay, judge
-from tests.sdk.live import LiveServer
+from tests.sdk.live import ROOT, LiveServer
 
 ACTOR = {"id": "billing-app", "type": "service"}
 
@@ -35,7 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def _client(server: LiveServer, tmp_path: Path, **kw: Any) -> Client:
     kw.setdefault("default_actor", ACTOR)
-    return Client(server.url, server.writer, tmp_path / "outbox.sqlite3", poll=0.2, **kw)
+    outbox = kw.pop("outbox_path", tmp_path / "outbox.sqlite3")
+    return Client(server.url, server.writer, outbox, poll=0.2, **kw)
 
 
 def _entry(server: LiveServer, event_id: str) -> dict[str, Any]:
@@ -261,3 +262,37 @@ def test_backoff_grows_jittered_capped_and_respects_retry_after() -> None:
     ]
     assert backoff_delay(3, None, base=0.5, cap=4, rng=bottom) == 1
     assert backoff_delay(1, 10, base=0.5, cap=4, rng=top) == 10
+
+
+def test_the_recording_example_of_docs_sdk_runs(server: LiveServer, tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "sdk.md").read_text(encoding="utf-8")
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "client.record(" in example and "client.close()" in example
+    example = (
+        example.replace("http://127.0.0.1:8700", server.url)
+        .replace('"idl_…"', repr(server.writer))
+        .replace("./audit-outbox.sqlite3", str(tmp_path / "outbox.sqlite3"))
+    )
+    scope: dict[str, Any] = {}
+    exec(compile(example, "docs/sdk.md", "exec"), scope)
+    event = _entry(server, scope["event_id"])["event"]
+    assert event["target"] == {"type": "invoice", "id": "INV-1042"}
+    assert event["actor"] == {"id": "u-17", "type": "user"}
+
+
+def test_spilled_events_are_drained_back_and_delivered_once(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "spill.sqlite3"
+    offline = Client(None, outbox=outbox, default_actor=ACTOR, max_events=5, when_full="spill")
+    ids = [offline.record("invoice.spilled", data={"n": n}) for n in range(23)]
+    assert (offline.pending(), offline.outbox.spilled()) == (23, 18)
+    offline.close()
+    client = _client(server, tmp_path, outbox_path=outbox)
+    try:
+        assert client.flush(30)
+        assert not (tmp_path / "spill.sqlite3.spill").exists()
+    finally:
+        client.close()
+    counts = server.counts("invoice.spilled")
+    assert sorted(counts) == sorted(ids) and set(counts.values()) == {1}
