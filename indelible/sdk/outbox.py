@@ -288,6 +288,9 @@ class Outbox:
                 batch, self._queue = self._queue, []
             try:
                 self._write(batch)
+            except BaseException as exc:  # an interrupt: no ticket may pass for committed
+                self._fail([t for t in batch if t.error is None], exc)
+                raise
             finally:
                 with self._cond:
                     self._leading = False
@@ -304,7 +307,7 @@ class Outbox:
         if spilled:
             try:
                 self._append_spill([body for t in spilled for _, body in t.items])
-            except OSError as exc:
+            except Exception as exc:
                 self._fail(spilled, exc)
         if not stored:
             return
@@ -322,7 +325,7 @@ class Outbox:
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:
             self._fail(stored, exc)
 
     def _fail(self, tickets: list[_Ticket], exc: BaseException) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from indelible.sdk import Client, Outbox, OutboxClosed, OutboxFull, OutboxLocked
+from indelible.sdk import Client, Outbox, OutboxClosed, OutboxError, OutboxFull, OutboxLocked
 
 ACTOR = {"id": "svc", "type": "service"}
 
@@ -207,3 +207,21 @@ def test_bad_bounds_and_policies_are_refused(tmp_path: Path) -> None:
     for kwargs in ({"when_full": "drop"}, {"max_events": 0}, {"max_bytes": 1000}):
         with pytest.raises(ValueError):
             Outbox(tmp_path / "o.sqlite3", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_failed_commit_raises_and_records_nothing(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_events=10, when_full="spill")
+    try:
+        outbox.append(_items(1))
+        outbox._writer.close()  # the database is gone from under the outbox
+        with pytest.raises(OutboxError) as caught:
+            outbox.append(_items(1, start=1))
+        assert caught.value.code == "outbox_error"
+        assert outbox.pending() == 1
+        (tmp_path / "o.sqlite3.spill").mkdir()  # the spill file cannot be written either
+        outbox.max_events = 1
+        with pytest.raises(OutboxError):
+            outbox.append(_items(1, start=2))
+        assert (outbox.pending(), outbox.spilled()) == (1, 0)
+    finally:
+        outbox.close()
