@@ -7,7 +7,9 @@ HTTP figures against a live ``indelible run`` (``bench/http_bench.py``) follow, 
 ``--no-http``; ``--http-only`` runs just those. The PostgreSQL store against the SQLite store
 (``bench/pg_bench.py``) runs on the local server unless ``--no-pg``; ``--pg-only`` runs just
 that. pg-capture's cost on a 10,000-row UPDATE (``bench/capture_bench.py``) runs there too,
-unless ``--no-capture``; ``--capture-only`` runs just that.
+unless ``--no-capture``; ``--capture-only`` runs just that. The SDK's capture integrations
+against SQLAlchemy-Continuum, django-auditlog and django-simple-history
+(``bench/sdk_bench.py``) run unless ``--no-sdk``; ``--sdk-only`` runs just those.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bench.peers import (
     TamperlogSubject,
 )
 from bench.pg_bench import pg_rows
+from bench.sdk_bench import sdk_rows
 from bench.workload import iter_event_bytes, make_events
 
 
@@ -128,6 +131,13 @@ def main() -> None:
         help="pg-capture's cost on a 10,000-row UPDATE on the local server (default: on)",
     )
     parser.add_argument("--capture-only", action="store_true", help="only the pg-capture figures")
+    parser.add_argument(
+        "--sdk",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the SDK's capture integrations vs their peers (default: on)",
+    )
+    parser.add_argument("--sdk-only", action="store_true", help="only the SDK capture figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -143,6 +153,10 @@ def main() -> None:
         print_table(
             capture_rows(args, console), title="pg-capture: cost on the application's writes"
         )
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
+    if args.sdk_only:
+        print_table(sdk_rows(args, console), title="SDK capture: time added per commit")
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
@@ -162,6 +176,8 @@ def main() -> None:
         rows += _proof_rows(args, console)
     if args.http:
         rows += http_rows(args, console)
+    if args.sdk:
+        rows += sdk_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 

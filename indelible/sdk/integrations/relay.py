@@ -60,7 +60,7 @@ class Relay:
         *,
         batch: int = 500,
         poll_interval: float = 1.0,
-        linger: float = 0.002,
+        linger: float = 0.05,
         max_backoff: float = 30.0,
     ) -> None:
         if batch < 1:

@@ -275,7 +275,10 @@ class SQLAlchemyCapture:
         before: dict[str, Any] = {}
         after: dict[str, Any] = {}
         unknown: list[str] = []
+        modified = state.committed_state  # only the attributes set since the last load
         for name in model.tracked.fields:
+            if name not in modified:
+                continue
             history = get_state_history(state, name, PASSIVE_NO_INITIALIZE)
             if not history.added:
                 continue
