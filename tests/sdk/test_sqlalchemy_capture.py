@@ -482,3 +482,49 @@ def test_the_change_list_masks_and_keeps_the_allowlist_order() -> None:
         {"field": "a", "after": 2},
         {"field": "m", "after": MASK},
     ]
+
+
+def test_server_defaults_are_read_back_and_subclasses_are_tracked_with_their_base(
+    db_url: str, live: LiveServer, tmp_path: Path
+) -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Account(Base):
+        __tablename__ = "accounts"
+        id = sa.Column(sa.Integer, primary_key=True)
+        kind = sa.Column(sa.String(20), nullable=False)
+        state = sa.Column(sa.String(20), nullable=False, server_default="active")
+        __mapper_args__ = {"polymorphic_on": kind, "polymorphic_identity": "account"}  # noqa: RUF012
+
+    class Business(Account):
+        __mapper_args__ = {"polymorphic_identity": "business"}  # noqa: RUF012
+
+    kind = f"acct_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(db_url)
+    outbox_table(Base.metadata)
+    Base.metadata.create_all(engine)
+    client = new_client(live, tmp_path)
+    capture = SQLAlchemyCapture(client)
+    capture.track(Account, fields=["kind", "state"], target_type=kind)
+    factory = sessionmaker(engine)
+    capture.install(factory)
+    relay = capture.start_relay(engine)
+    request = request_id()
+    try:
+        with context(actor=USER, request_id=request), factory() as session:
+            business = Business()
+            session.add(business)
+            session.commit()
+            business.state = "closed"
+            session.commit()
+        created, closed = logged(live, client, request, relay.drain, 2)
+    finally:
+        capture.close()
+        client.close()
+        engine.dispose()
+    assert created["changes"] == [
+        {"field": "kind", "after": "business"},
+        {"field": "state", "after": "active"},  # the database's default, read back
+    ]
+    assert closed["changes"] == [{"field": "state", "before": "active", "after": "closed"}]
