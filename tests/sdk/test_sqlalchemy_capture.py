@@ -528,3 +528,44 @@ def test_server_defaults_are_read_back_and_subclasses_are_tracked_with_their_bas
         {"field": "state", "after": "active"},  # the database's default, read back
     ]
     assert closed["changes"] == [{"field": "state", "before": "active", "after": "closed"}]
+
+
+def test_a_flush_failing_inside_a_savepoint_leaves_nothing_behind_for_the_next_flush(
+    failing_app: App,
+) -> None:
+    app = failing_app
+    with context(actor=USER, request_id=app.request), app.factory() as session:
+        kept = app.Invoice(status="open", amount=Decimal("1.00"), code="P-1")
+        session.add(kept)
+        session.commit()
+        try:
+            with session.begin_nested():
+                kept.status = "undone"  # noted before the failing INSERT runs
+                session.add(app.Invoice(status="first", amount=Decimal("2.00"), code="P-2"))
+                session.add(app.Invoice(status="clash", amount=Decimal("3.00"), code="P-1"))
+                session.flush()
+        except sa.exc.IntegrityError:
+            pass
+        session.add(app.Invoice(status="later", amount=Decimal("4.00"), code="P-3"))
+        session.commit()
+    events = app.events(5)
+    statuses = sorted(
+        (
+            e["outcome"],
+            e["action"],
+            next(c["after"] for c in e["changes"] if c["field"] == "status"),
+        )
+        for e in events
+    )
+    assert statuses == [
+        ("failure", "create", "clash"),
+        ("failure", "create", "first"),
+        ("failure", "update", "undone"),
+        ("success", "create", "later"),
+        ("success", "create", "open"),
+    ]
+    with app.engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT status FROM invoices")).scalars()) == [
+            "later",
+            "open",
+        ]  # the savepoint's update was rolled back with it

@@ -381,8 +381,13 @@ class SQLAlchemyCapture:
 
     def _after_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
         pending = session.info.get(self)
-        if pending is None or not previous.nested:
+        if pending is None:
             return
+        pending.drafts = []  # noted by a flush that failed: never written
+        pending.failed += pending.attempt
+        pending.attempt = []
+        if not previous.nested:
+            return  # the whole transaction: see _after_transaction_end
         kept = []
         for savepoint, built in pending.written:
             if _inside(savepoint, previous):
