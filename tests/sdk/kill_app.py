@@ -3,7 +3,9 @@ each event_id right after ``record()`` returns; the test SIGKILLs it at random m
 
 ``python -m tests.sdk.kill_app OUTBOX URL TOKEN RUN``. With ``INDELIBLE_SDK_TEST_BROKEN=1``
 it prints the event_id BEFORE its outbox commit (a deliberately broken build), which the
-test must catch. ``--drain`` instead delivers what the outbox holds, then prints "drained".
+test must catch; with ``INDELIBLE_SDK_TEST_SPILL=1`` its outbox holds 20 events and spills
+the rest to its spill file. ``--drain`` instead delivers what the outbox holds, then prints
+"drained".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any
 
 from indelible.sdk import Client, context
 
@@ -37,7 +40,10 @@ def _record_forever(client: Client, run: str, worker: int, lock: threading.Lock)
 
 def main(argv: list[str]) -> int:
     outbox, url, token, run = argv[:4]
-    client = Client(url, token, outbox, max_backoff=1.0, base_backoff=0.05, poll=0.2)
+    bounds: dict[str, Any] = {}
+    if os.environ.get("INDELIBLE_SDK_TEST_SPILL") == "1":  # a tiny outbox: most events spill
+        bounds = {"max_events": 20, "when_full": "spill"}
+    client = Client(url, token, outbox, max_backoff=1.0, base_backoff=0.05, poll=0.2, **bounds)
     if "--drain" in argv:
         drained = client.close(timeout=120)
         print("drained" if drained else f"NOT drained: {client.pending()} pending", flush=True)

@@ -7,6 +7,7 @@ SIGKILLed at random moments and started again on the same outbox, ``INDELIBLE_SD
 times (20 by default, 200 under ``make soak``). A last start drains the outbox; then the
 service's log must hold every printed event_id exactly once. The same loop against a build
 that prints before its commit must lose printed events, which proves this test can fail.
+A third run uses an outbox of 20 events that spills the rest to its spill file.
 """
 
 from __future__ import annotations
@@ -37,8 +38,19 @@ def _reader(stream: object, printed: list[str], ready: threading.Event) -> None:
             printed.append(text)
 
 
-def _app(server: LiveServer, outbox: Path, run: str, *extra: str, broken: bool = False) -> Any:
-    env = dict(os.environ, INDELIBLE_SDK_TEST_BROKEN="1" if broken else "0")
+def _app(
+    server: LiveServer,
+    outbox: Path,
+    run: str,
+    *extra: str,
+    broken: bool = False,
+    spill: bool = False,
+) -> Any:
+    env = dict(
+        os.environ,
+        INDELIBLE_SDK_TEST_BROKEN="1" if broken else "0",
+        INDELIBLE_SDK_TEST_SPILL="1" if spill else "0",
+    )
     args = [sys.executable, "-m", "tests.sdk.kill_app", str(outbox), server.url, server.writer]
     return subprocess.Popen(
         [*args, run, *extra],
@@ -51,9 +63,9 @@ def _app(server: LiveServer, outbox: Path, run: str, *extra: str, broken: bool =
 
 
 def _run_and_kill(
-    server: LiveServer, outbox: Path, run: int, rng: random.Random, broken: bool
+    server: LiveServer, outbox: Path, run: int, rng: random.Random, broken: bool, spill: bool
 ) -> list[str]:
-    proc = _app(server, outbox, f"run-{run}", broken=broken)
+    proc = _app(server, outbox, f"run-{run}", broken=broken, spill=spill)
     printed: list[str] = []
     ready = threading.Event()
     reader = threading.Thread(target=_reader, args=(proc.stdout, printed, ready), daemon=True)
@@ -81,7 +93,9 @@ def _drain(server: LiveServer, outbox: Path) -> None:
     assert proc.returncode == 0 and out.strip() == "drained", (out, err)
 
 
-def kill_loop(tmp: Path, *, kills: int, broken: bool, seed: int) -> tuple[list[str], int, int]:
+def kill_loop(
+    tmp: Path, *, kills: int, broken: bool, seed: int, spill: bool = False
+) -> tuple[list[str], int, int]:
     """(printed ids missing from the log, printed count, entries that are duplicates)."""
     server = LiveServer(tmp / "data")
     try:
@@ -89,11 +103,13 @@ def kill_loop(tmp: Path, *, kills: int, broken: bool, seed: int) -> tuple[list[s
         rng = random.Random(seed)
         printed: list[str] = []
         for run in range(kills):
-            printed += _run_and_kill(server, outbox, run, rng, broken)
+            printed += _run_and_kill(server, outbox, run, rng, broken, spill)
+        spilled = outbox.with_name(outbox.name + ".spill").exists()
         _drain(server, outbox)
         counts = server.counts("sdk.kill")
     finally:
         server.stop()
+    assert spilled or not spill, "nothing was left in the spill file: spilling went untested"
     missing = [event_id for event_id in printed if counts[event_id] == 0]
     duplicates = sum(n - 1 for n in counts.values())
     return missing, len(printed), duplicates
@@ -103,6 +119,19 @@ def kill_loop(tmp: Path, *, kills: int, broken: bool, seed: int) -> tuple[list[s
 def test_kill_9_of_the_application_loses_no_recorded_event(tmp_path: Path) -> None:
     missing, printed, duplicates = kill_loop(tmp_path, kills=KILLS, broken=False, seed=6)
     assert printed > 20 * KILLS, "the application barely recorded anything: this proves little"
+    assert missing == []
+    assert duplicates == 0
+
+
+@pytest.mark.slow
+def test_kill_9_while_spilling_loses_no_recorded_event(tmp_path: Path) -> None:
+    """The same with an outbox of 20 events: the spill file is appended to, drained back and
+    rewritten while the kills come."""
+    kills = max(KILLS // 2, 5)
+    missing, printed, duplicates = kill_loop(
+        tmp_path, kills=kills, broken=False, seed=8, spill=True
+    )
+    assert printed > 20 * kills
     assert missing == []
     assert duplicates == 0
 
