@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from indelible.core.checkpoint import Checkpoint
 from indelible.core.event import Event, Limits, validate_batch, validate_event
 from indelible.core.ids import uuid7
 from indelible.core.timestamps import format_timestamp
@@ -26,7 +27,7 @@ from indelible.sdk.outbox import FullPolicy, Outbox, Rejected
 from indelible.sdk.proofs import Prover
 from indelible.sdk.sender import MAX_REQUEST_BYTES, Receipts, Sender
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "AsyncProver", "Client"]
 
 # The service judges clock skew with its own clock; every other rule is checked here first,
 # so a malformed event fails in the caller, not later in the sender.
@@ -238,6 +239,19 @@ class Client:
         """Why the last delivery attempt failed, while the sender is retrying; else None."""
         return self._sender.last_error if self._sender is not None else None
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: pending (of which spilled), delivered, retried and
+        rejected by this client, and the last delivery error."""
+        sender = self._sender
+        return {
+            "pending": self.outbox.pending(),
+            "spilled": self.outbox.spilled(),
+            "sent": sender.sent if sender is not None else 0,
+            "retries": sender.retries if sender is not None else 0,
+            "rejected": sender.rejected if sender is not None else 0,
+            "last_error": self.last_error,
+        }
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every recorded event is acknowledged (or rejected); True if so."""
         if self._sender is None or self.outbox.closed:
@@ -277,7 +291,7 @@ class AsyncClient:
 
     def __init__(self, url: str | None, token: str | None = None, *args: Any, **kw: Any) -> None:
         self._client = Client(url, token, *args, **kw)
-        self.proofs = self._client.proofs
+        self.proofs = AsyncProver(self._client.proofs)
 
     @property
     def outbox(self) -> Outbox:
@@ -301,6 +315,13 @@ class AsyncClient:
     def rejected(self, limit: int = 1000) -> list[Rejected]:
         return self._client.rejected(limit)
 
+    @property
+    def last_error(self) -> str | None:
+        return self._client.last_error
+
+    def stats(self) -> dict[str, Any]:
+        return self._client.stats()
+
     async def flush(self, timeout: float | None = None) -> bool:
         return await asyncio.to_thread(self._client.flush, timeout)
 
@@ -312,3 +333,22 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class AsyncProver:
+    """:class:`~indelible.sdk.Prover` for asyncio code: each check runs in a worker thread."""
+
+    def __init__(self, prover: Prover) -> None:
+        self._prover = prover
+
+    async def pinned(self) -> Checkpoint | None:
+        return await asyncio.to_thread(self._prover.pinned)
+
+    async def pin(self, note: str) -> Checkpoint:
+        return await asyncio.to_thread(self._prover.pin, note)
+
+    async def refresh(self) -> Checkpoint:
+        return await asyncio.to_thread(self._prover.refresh)
+
+    async def verify_receipt(self, receipt: Mapping[str, Any]) -> Checkpoint:
+        return await asyncio.to_thread(self._prover.verify_receipt, receipt)

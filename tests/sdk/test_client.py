@@ -98,8 +98,17 @@ def test_a_refused_event_is_kept_aside_and_the_rest_delivered(
         client.record_built([events[0], bad, events[1], events[2]])
         assert client.flush(30)
         (rejected,) = client.rejected()
+        stats = client.stats()
     finally:
         client.close()
+    assert stats == {
+        "pending": 0,
+        "spilled": 0,
+        "sent": 3,
+        "retries": 0,
+        "rejected": 1,
+        "last_error": None,
+    }
     assert rejected.event_id == bad["event_id"]
     assert (rejected.status, rejected.code) == (422, "invalid_event")
     assert "/occurred_at" in rejected.reason

@@ -4,6 +4,7 @@ checkpoints, a wrong key and a wrong leaf hash raise the verification error fami
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from indelible import errors
 from indelible.core.checkpoint import Checkpoint, sign_checkpoint
 from indelible.core.note import format_vkey, generate_signer, parse_skey
-from indelible.sdk import Client, NotYetPublished
+from indelible.sdk import AsyncClient, Client, NotYetPublished
 from tests.sdk.live import LiveServer
 
 ACTOR = {"id": "billing-app", "type": "service"}
@@ -125,3 +126,32 @@ def test_proofs_need_a_key(tmp_path: Path) -> None:
             client.proofs.refresh()
     finally:
         client.close()
+
+
+def test_async_client_checks_proofs_off_the_event_loop(server: LiveServer, tmp_path: Path) -> None:
+    receipts: list[dict[str, Any]] = []
+
+    async def main() -> Checkpoint:
+        async with AsyncClient(
+            server.url,
+            server.writer,
+            tmp_path / "a.sqlite3",
+            default_actor=ACTOR,
+            vkey=server.vkey,
+            on_receipts=receipts.extend,
+        ) as client:
+            await client.record("invoice.sent")
+            assert await client.flush(30)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    checkpoint = await client.proofs.verify_receipt(receipts[0])
+                    break
+                except NotYetPublished:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+            assert await client.proofs.pinned() == checkpoint
+            assert (await client.proofs.refresh()).size >= checkpoint.size
+            return checkpoint
+
+    assert asyncio.run(main()).size > receipts[0]["seq"]
