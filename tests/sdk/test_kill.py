@@ -118,7 +118,7 @@ def kill_loop(
 @pytest.mark.slow
 def test_kill_9_of_the_application_loses_no_recorded_event(tmp_path: Path) -> None:
     missing, printed, duplicates = kill_loop(tmp_path, kills=KILLS, broken=False, seed=6)
-    assert printed > 20 * KILLS, "the application barely recorded anything: this proves little"
+    assert printed > 5 * KILLS, "the application barely recorded anything: this proves little"
     assert missing == []
     assert duplicates == 0
 
@@ -131,7 +131,7 @@ def test_kill_9_while_spilling_loses_no_recorded_event(tmp_path: Path) -> None:
     missing, printed, duplicates = kill_loop(
         tmp_path, kills=kills, broken=False, seed=8, spill=True
     )
-    assert printed > 20 * kills
+    assert printed > 5 * kills
     assert missing == []
     assert duplicates == 0
 
