@@ -5,17 +5,20 @@
     capture = SQLAlchemyCapture(client)
     capture.track(Invoice, fields=["status", "amount", "customer_id"], masked=["iban"])
     capture.install(Session)                  # a Session class, sessionmaker or one session
-    capture.outbox_table(Base.metadata)       # or create_outbox(engine): indelible_outbox
+    outbox_table(Base.metadata)               # or create_outbox(engine): indelible_outbox
     capture.start_relay(engine)
 
 Only the models passed to :meth:`SQLAlchemyCapture.track` are recorded, and of them only the
 fields named. During each flush, mapper events note what changed: ``after_insert`` (the key
-is known by then), ``before_update`` (attribute history: what was loaded and what is being
-written) and ``before_delete`` (the row still exists). Every tracked attribute is made
-*active history*, so setting one whose value was expired (after a commit, by
-``session.expire``) loads the old value first instead of forgetting it; a value that is still
-not loaded when the row is written is read from the database by its key inside the flush,
-before the statement, so ``before`` is always what the row held.
+is known by then), ``before_update`` (the value each set attribute replaced, as the session
+loaded it) and ``before_delete`` (the row still exists). An attribute set while its old value
+was not loaded — expired by a commit or ``session.expire``, deferred, or set on a detached
+object — has no old value in the session; for those, the row is read by its key on the
+flush's connection before the ``UPDATE``/``DELETE`` runs, so ``before`` is always what the row
+held. (SQLAlchemy's ``active_history`` would load it when the attribute is set instead; that
+changes the application's behaviour — a set on a detached, expired object raises
+``DetachedInstanceError`` — and costs a ``SELECT`` per attribute set rather than one per
+flushed row, so it is not used.)
 
 At the end of the flush (``after_flush``) the events are built and, by default, inserted
 into the ``indelible_outbox`` table **on the flush's own connection, in the application's
@@ -57,8 +60,8 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
-from sqlalchemy.orm.attributes import get_state_history
-from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -203,10 +206,6 @@ class SQLAlchemyCapture:
             first = model not in self._tracked_classes
             self._tracked_classes.append(model) if first else None
         if first:
-            for name in tracked.fields:
-                event.listen(
-                    getattr(model, name), "set", _ignore, active_history=True, propagate=True
-                )
             event.listen(model, "after_insert", self._after_insert, propagate=True)
             event.listen(model, "before_update", self._before_update, propagate=True)
             event.listen(model, "before_delete", self._before_delete, propagate=True)
@@ -249,8 +248,8 @@ class SQLAlchemyCapture:
             self._models[cls] = found
         return found
 
-    def _note(self, target: Any, draft: _Draft) -> None:
-        session = inspect(target).session
+    def _note(self, state: InstanceState[Any], draft: _Draft) -> None:
+        session = state.session
         if session is not None:
             _pending(session, self).drafts.append(draft)
 
@@ -258,56 +257,35 @@ class SQLAlchemyCapture:
         model = self._model(type(target))
         if model is None:
             return
-        state: InstanceState[Any] = inspect(target)
+        state: InstanceState[Any] = instance_state(target)
         values = state.dict
         key = tuple(values.get(name) for name in model.key_attrs)
         after = _values(model, values)
         if len(after) < len(model.tracked.fields):
             after.update(_read_row(connection, model, key, _missing(model, after)))
         changes = changes_for(model.tracked, None, after)
-        self._note(target, _Draft(model, "create", key, changes, connection))
+        self._note(state, _Draft(model, "create", key, changes, connection))
 
     def _before_update(self, mapper: Mapper[Any], connection: Connection, target: Any) -> None:
         model = self._model(type(target))
         if model is None:
             return
-        state: InstanceState[Any] = inspect(target)
-        before: dict[str, Any] = {}
-        after: dict[str, Any] = {}
-        unknown: list[str] = []
-        modified = state.committed_state  # only the attributes set since the last load
-        for name in model.tracked.fields:
-            if name not in modified:
-                continue
-            history = get_state_history(state, name, PASSIVE_NO_INITIALIZE)
-            if not history.added:
-                continue
-            after[name] = history.added[0]
-            if history.deleted:
-                before[name] = history.deleted[0]
-            else:  # the old value was never loaded: the row still holds it
-                unknown.append(name)
-        if not after:
-            return
-        _stored(model, after)
-        key = state.key[1] if state.key is not None else _key_of(model, state.dict)
-        if unknown:
-            before.update(_read_row(connection, model, key, unknown))
-        changes = changes_for(model.tracked, before, after)
-        if changes:
-            self._note(target, _Draft(model, "update", key, changes, connection))
+        state: InstanceState[Any] = instance_state(target)
+        draft = _update_draft(model, state, connection)
+        if draft is not None:
+            self._note(state, draft)
 
     def _before_delete(self, mapper: Mapper[Any], connection: Connection, target: Any) -> None:
         model = self._model(type(target))
         if model is None:
             return
-        state: InstanceState[Any] = inspect(target)
+        state: InstanceState[Any] = instance_state(target)
         key = state.key[1] if state.key is not None else _key_of(model, state.dict)
         before = _values(model, state.dict)
         if len(before) < len(model.tracked.fields):
             before.update(_read_row(connection, model, key, _missing(model, before)))
         changes = changes_for(model.tracked, before, None)
-        self._note(target, _Draft(model, "delete", key, changes, connection))
+        self._note(state, _Draft(model, "delete", key, changes, connection))
 
     # -- session events: events, the outbox, commit and rollback --------------------------
 
@@ -418,29 +396,56 @@ class SQLAlchemyCapture:
             for target in objects:
                 model = self._model(type(target))
                 if model is not None:
-                    draft = self._attempted(model, action, inspect(target))
+                    draft = self._attempted(session, model, action, instance_state(target))
                     if draft is not None:
                         attempt.append(self._build(draft, "failure"))
         _pending(session, self).attempt = attempt
 
-    def _attempted(self, model: _Model, action: str, state: InstanceState[Any]) -> _Draft | None:
+    def _attempted(
+        self, session: Session, model: _Model, action: str, state: InstanceState[Any]
+    ) -> _Draft | None:
+        connection = session.connection(bind_arguments={"mapper": model.mapper})
+        if action == "update":
+            return _update_draft(model, state, connection)
         key = state.key[1] if state.key is not None else _key_of(model, state.dict)
         values = _values(model, state.dict)
         if action == "create":
             return _Draft(model, action, key, changes_for(model.tracked, None, values), None)
-        if action == "delete":
-            return _Draft(model, action, key, changes_for(model.tracked, values, None), None)
-        before, after = {}, {}
-        for name in model.tracked.fields:
-            history = get_state_history(state, name, PASSIVE_NO_INITIALIZE)
-            if history.added and history.deleted:
-                before[name], after[name] = history.deleted[0], history.added[0]
-        changes = changes_for(model.tracked, before, after)
-        return _Draft(model, action, key, changes, None) if changes else None
+        if len(values) < len(model.tracked.fields):
+            values.update(_read_row(connection, model, key, _missing(model, values)))
+        return _Draft(model, action, key, changes_for(model.tracked, values, None), None)
 
 
-def _ignore(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
-    """A no-op "set" listener: registering it with ``active_history`` is what matters."""
+def _update_draft(
+    model: _Model, state: InstanceState[Any], connection: Connection
+) -> _Draft | None:
+    """The update about to be written for ``state``, or None when no recorded field changed.
+
+    ``committed_state`` holds, for each attribute set since the last load, the value it
+    replaced, or NO_VALUE when that was not loaded (expired, deferred, set while detached):
+    those are read from the row, which the UPDATE has not touched yet.
+    """
+    replaced, values = state.committed_state, state.dict
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name in model.tracked.fields:
+        if name not in replaced or name not in values:
+            continue
+        after[name] = values[name]
+        old = replaced[name]
+        if old is NO_VALUE or old is NEVER_SET:
+            unknown.append(name)
+        else:
+            before[name] = old
+    if not after:
+        return None
+    _stored(model, after)
+    key = state.key[1] if state.key is not None else _key_of(model, values)
+    if unknown:
+        before.update(_read_row(connection, model, key, unknown))
+    changes = changes_for(model.tracked, before, after)
+    return _Draft(model, "update", key, changes, connection) if changes else None
 
 
 def _pending(session: Session, capture: SQLAlchemyCapture) -> _Pending:
