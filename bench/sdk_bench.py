@@ -13,13 +13,17 @@ return, in the application's thread:
   / **+ django-simple-history**.
 
 Every subject records every column but the key (Indelible: all five in the allowlist). The
-database is a SQLite file in WAL mode with ``synchronous=FULL`` (every commit durable) and,
-unless ``--no-pg``, PostgreSQL (a database of its own per subject on ``INDELIBLE_BENCH_PG`` or
-127.0.0.1:5432). Each subject runs in a process of its own (Django is configured once per
-process, and Continuum hooks mappers globally), in rounds that alternate the subjects; the
-figures are the median and p99 over all rounds, and "added" is the subject's figure minus
-plain's. The Indelible subjects check at the end that the client's outbox holds exactly one
-event per commit. Goal: ≤ 100 µs median added per audited change, below every peer.
+databases: a SQLite file in WAL mode with ``synchronous=FULL`` (every commit fsync'd), the
+same with ``synchronous=NORMAL`` (no fsync per commit: the CPU cost shows without the disk's
+noise) and, unless ``--no-pg``, PostgreSQL (a database of its own per subject on
+``INDELIBLE_BENCH_PG`` or 127.0.0.1:5432). Each subject runs in a process of its own (Django is
+configured once per process, and Continuum hooks mappers globally), in rounds that alternate
+the subjects; the figures are the median and p99 of the wall time over all rounds, and the
+median CPU time of the application's thread (``time.thread_time``: what the integration costs
+that thread, background threads excluded). "Added" is the subject's figure minus plain's. The
+Indelible subjects check at the end that the client's outbox holds exactly one event per
+commit. The load average is printed at both ends: on a busy machine every figure grows. Goal:
+≤ 100 µs median added per audited change, below every peer.
 
 ``python -m bench --sdk-only`` runs just this; ``python -m bench.sdk_bench --quick`` too.
 """
@@ -55,6 +59,7 @@ SUBJECTS = {
     "sqlalchemy": ("plain", "indelible", "indelible-client", "continuum"),
     "django": ("plain", "indelible", "auditlog", "simple-history"),
 }
+_FRAMEWORK = {"sqlalchemy": "SQLAlchemy", "django": "Django"}
 PEER_NAMES = {
     "continuum": "SQLAlchemy-Continuum",
     "auditlog": "django-auditlog",
@@ -455,12 +460,9 @@ def _detail(engine: str, results: Results) -> Table:
 
 def _engines(args: argparse.Namespace, console: Console) -> list[tuple[str, str]]:
     """(label, engine) pairs: SQLite with synchronous FULL, then NORMAL, then PostgreSQL."""
-    engines = [
-        ("sqlite WAL, synchronous=FULL", "sqlite"),
-        ("sqlite WAL, synchronous=NORMAL", "sqlite"),
-    ]
+    engines = [("SQLite sync=FULL", "sqlite"), ("SQLite sync=NORMAL", "sqlite")]
     if getattr(args, "pg", True) and _pg_available(console):
-        engines.append(("postgresql", "postgresql"))
+        engines.append(("PostgreSQL", "postgresql"))
     return engines
 
 
@@ -477,7 +479,8 @@ def sdk_rows(args: argparse.Namespace, console: Console) -> list[Row]:
                 label.split("=")[-1] if "=" in label else "FULL"
             )
             results = _measure(engine, args, console, Path(parent))
-            console.print(_detail(label, results))
+            wide = console if console.is_terminal else Console(width=max(console.width, 160))
+            wide.print(_detail(label, results))
             rows += _rows(label, results, console)
     console.log(f"SDK bench: load average {os.getloadavg()[0]:.1f} at the end")
     return rows
@@ -496,7 +499,7 @@ def _rows(label: str, results: Results, console: Console) -> list[Row]:
             if kind in ("plain", "indelible"):
                 continue
             name = PEER_NAMES[kind]
-            metric = f"{framework}, 1 changed row per commit, {label}: added"
+            metric = f"{_FRAMEWORK[framework]}, {label}: added"
             rows += [
                 Row(f"{metric} median", "µs", name, figures.median - plain.median, added, False),
                 Row(f"{metric} p99", "µs", name, figures.p99 - plain.p99, added_p99, False),
