@@ -301,3 +301,34 @@ def test_tracking_checks_its_arguments(django_databases: Databases) -> None:
         capture.track(Customer, fields=["name", "missing"])
     with pytest.raises(ValueError, match="both allowed and masked"):
         capture.track(Customer, fields=["name"], masked=["name"])
+
+
+def test_client_mode_records_after_the_commit_and_nothing_on_rollback(
+    using: str, live: LiveServer, tmp_path: Path
+) -> None:
+    from django.db import transaction
+
+    from indelible.sdk.integrations.django import DjangoCapture
+    from tests.sdk.django_capture_app.models import Customer
+
+    client = new_client(live, tmp_path)
+    capture = DjangoCapture(client, transactional=False)
+    kind = f"cust_{uuid.uuid4().hex[:8]}"
+    capture.track(Customer, fields=["name"], target_type=kind)
+    request = request_id()
+    try:
+        with context(actor=USER, request_id=request):
+            with transaction.atomic(using=using):
+                made = Customer.objects.using(using).create(name="Initech")
+                assert client.pending() == 0  # not before the commit
+            with pytest.raises(RuntimeError), transaction.atomic(using=using):
+                made.name = "Initrode"
+                made.save(using=using)
+                raise RuntimeError("rolled back")
+        events = logged(live, client, request, lambda: None, 1)
+    finally:
+        capture.untrack(Customer)
+        client.close()
+    assert [(e["action"], e["changes"]) for e in events] == [
+        ("create", [{"field": "name", "after": "Initech"}])
+    ]
