@@ -332,3 +332,59 @@ def test_client_mode_records_after_the_commit_and_nothing_on_rollback(
     assert [(e["action"], e["changes"]) for e in events] == [
         ("create", [{"field": "name", "after": "Initech"}])
     ]
+
+
+def test_before_as_loaded_takes_the_instance_values_and_reads_only_deferred_fields(
+    using: str, live: LiveServer, tmp_path: Path
+) -> None:
+    from django.db import connections, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from indelible.sdk.integrations.django import DjangoCapture
+    from tests.sdk.django_capture_app.models import Invoice
+
+    client = new_client(live, tmp_path)
+    capture = DjangoCapture(client, before="loaded")
+    kind = f"inv_{uuid.uuid4().hex[:8]}"
+    capture.track(Invoice, fields=["status", "amount"], target_type=kind)
+    capture.start_relay(using)
+    request = request_id()
+    objects = Invoice.objects.using(using)
+    try:
+        with context(actor=USER, request_id=request):
+            made = objects.create(status="open", amount=Decimal("1.00"))
+            invoice = objects.get(pk=made.pk)
+            with (
+                CaptureQueriesContext(connections[using]) as queries,
+                transaction.atomic(using=using),
+            ):
+                invoice.status = "sent"
+                invoice.save(using=using)
+            statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+            assert "SELECT" not in statements  # the loaded values, no read
+            invoice.status, invoice.amount = "paid", Decimal("2")
+            invoice.save(using=using)  # compared with what the last save wrote
+            partial = objects.only("id").get(pk=made.pk)
+            partial.status = "void"
+            partial.save(using=using)  # deferred: read from the row
+        events = logged(live, client, request, capture.relays[using].drain, 4)
+    finally:
+        capture.untrack(Invoice)
+        capture.close()
+        client.close()
+        connections[using].close()
+    assert [e["changes"] for e in events[1:]] == [
+        [{"field": "status", "before": "open", "after": "sent"}],
+        [
+            {"field": "status", "before": "sent", "after": "paid"},
+            {"field": "amount", "before": "1.00", "after": "2.00"},
+        ],
+        [{"field": "status", "before": "paid", "after": "void"}],
+    ]
+
+
+def test_before_must_be_database_or_loaded() -> None:
+    from indelible.sdk.integrations.django import DjangoCapture
+
+    with pytest.raises(ValueError, match="loaded"):
+        DjangoCapture(object(), before="cached")

@@ -17,6 +17,9 @@ The same semantics as the SQLAlchemy integration, through signals:
   on the same connection: inside ``transaction.atomic()`` (or with ``ATOMIC_REQUESTS``) the
   change and its event commit together or not at all; ``transaction.on_commit`` then wakes
   the relay;
+- with ``before="loaded"``, ``pre_save`` takes the values the instance was loaded (or last
+  saved) with instead, remembered by ``post_init``: no ``SELECT`` (only deferred fields are
+  read), but a row changed by someone else since, or ``refresh_from_db()``, is not seen;
 - ``pre_delete`` / ``post_delete`` do the same for deletes (Django runs a delete and its
   signals in one transaction, always), including each object of ``QuerySet.delete()``.
 
@@ -36,7 +39,7 @@ from typing import Any
 import orjson
 from django.db import connections, transaction
 from django.db.models import DecimalField, Model
-from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
+from django.db.models.signals import post_delete, post_init, post_save, pre_delete, pre_save
 
 from indelible.sdk.integrations.changes import (
     Tracked,
@@ -51,6 +54,7 @@ __all__ = ["OUTBOX_TABLE", "DjangoCapture"]
 
 OUTBOX_TABLE = "indelible_outbox"
 _BEFORE = "_indelible_before"
+_LOADED = "_indelible_loaded"
 
 
 @dataclass(slots=True)
@@ -120,9 +124,14 @@ class _DjangoOutbox:
 class DjangoCapture:
     """Records create/update/delete of tracked models (see the module's docstring)."""
 
-    def __init__(self, client: Any, *, transactional: bool = True) -> None:
+    def __init__(
+        self, client: Any, *, transactional: bool = True, before: str = "database"
+    ) -> None:
+        if before not in ("database", "loaded"):
+            raise ValueError('before must be "database" or "loaded"')
         self.client = client
         self.transactional = transactional
+        self.before = before
         self.relays: dict[str, Relay] = {}
         self._models: dict[type[Any], _Model] = {}
         self._reader = _Reader()
@@ -158,12 +167,14 @@ class DjangoCapture:
         post_save.connect(self._post_save, sender=model, dispatch_uid=uid, weak=False)
         pre_delete.connect(self._pre_delete, sender=model, dispatch_uid=uid, weak=False)
         post_delete.connect(self._post_delete, sender=model, dispatch_uid=uid, weak=False)
+        if self.before == "loaded":
+            post_init.connect(self._post_init, sender=model, dispatch_uid=uid, weak=False)
         return model
 
     def untrack(self, model: type[Model]) -> None:
         """Stop recording ``model`` (disconnects this capture's signal receivers)."""
         uid = f"indelible-{id(self)}"
-        for signal in (pre_save, post_save, pre_delete, post_delete):
+        for signal in (pre_save, post_save, pre_delete, post_delete, post_init):
             signal.disconnect(sender=model, dispatch_uid=uid)
         self._models.pop(model, None)
 
@@ -196,15 +207,43 @@ class DjangoCapture:
             return None
         return {name: row[attname] for name, attname in model.attnames.items() if attname in row}
 
+    def _post_init(self, sender: Any, instance: Any, **_: Any) -> None:
+        """``before="loaded"``: remember the recorded values the instance was built with."""
+        values = instance.__dict__
+        attnames = self._models[type(instance)].attnames.values()
+        values[_LOADED] = {attname: values[attname] for attname in attnames if attname in values}
+
     def _pre_save(
         self, sender: Any, instance: Any, raw: bool, using: str, update_fields: Any, **_: Any
     ) -> None:
         before = None
-        if instance.pk is not None and not (
+        loaded = instance.__dict__.get(_LOADED)
+        if loaded is not None and not instance._state.adding:
+            before = self._loaded(instance, loaded, using, update_fields)
+        elif instance.pk is not None and not (
             instance._state.adding and instance._meta.pk.has_default()
         ):
             before = self._read(instance, using, update_fields)
         instance.__dict__[_BEFORE] = before
+
+    def _loaded(
+        self, instance: Any, loaded: dict[str, Any], using: str, update_fields: Any
+    ) -> dict[str, Any]:
+        """The values the instance was loaded (or last saved) with; deferred ones from the row."""
+        model = self._models[type(instance)]
+        wanted = set(update_fields) if update_fields is not None else None
+        before: dict[str, Any] = {}
+        missing: list[str] = []
+        for name, attname in model.attnames.items():
+            if wanted is not None and name not in wanted:
+                continue
+            if attname in loaded:
+                before[name] = loaded[attname]
+            else:
+                missing.append(name)
+        if missing:
+            before.update(self._read(instance, using, missing) or {})
+        return before
 
     def _post_save(
         self,
@@ -217,8 +256,14 @@ class DjangoCapture:
         **_: Any,
     ) -> None:
         model = self._models[type(instance)]
-        before = instance.__dict__.pop(_BEFORE, None)
+        values = instance.__dict__
+        before = values.pop(_BEFORE, None)
         after = _values(model, instance, update_fields)
+        if self.before == "loaded":  # what the row holds now, for the next save
+            loaded = values.setdefault(_LOADED, {})
+            for name, attname in model.attnames.items():
+                if name in after:
+                    loaded[attname] = after[name]
         if created or before is None:
             self._record(model, instance, using, "create", changes_for(model.tracked, None, after))
             return
