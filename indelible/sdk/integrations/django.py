@@ -32,7 +32,7 @@ that event (``docs/sdk.md``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,7 @@ class _DjangoOutbox:
             cursor.execute(f"SELECT id, event FROM {OUTBOX_TABLE} ORDER BY id LIMIT %s", [limit])
             return [(int(row_id), str(body)) for row_id, body in cursor.fetchall()]
 
-    def delete(self, ids: list[int] | Any) -> None:
+    def delete(self, ids: Sequence[int]) -> None:
         marks = ", ".join(["%s"] * len(ids))
         with transaction.atomic(using=self._using), connections[self._using].cursor() as cursor:
             cursor.execute(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({marks})", list(ids))
