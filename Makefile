@@ -55,6 +55,7 @@ bench: $(STAMP)
 ## soak: the crash suite with many more kills
 soak: $(STAMP)
 	INDELIBLE_CRASH_KILLS=500 $(BIN)/pytest -q tests/test_crash.py
+	INDELIBLE_SDK_KILLS=200 $(BIN)/pytest -q tests/sdk/test_kill.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -11,6 +11,9 @@ unless ``--no-capture``; ``--capture-only`` runs just that. The web UI's page ti
 100,000-event log (``bench/ui_bench.py``) run unless ``--no-ui``; ``--ui-only`` runs just those.
 Alerting (``bench/alerts_bench.py``: events/s evaluated with the billing pack, and
 ack-to-webhook delivery delay) runs unless ``--no-alerts``; ``--alerts-only`` runs just that.
+The SDK's capture integrations against SQLAlchemy-Continuum, django-auditlog and
+django-simple-history (``bench/sdk_bench.py``) run unless ``--no-sdk``; ``--sdk-only`` runs
+just those.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from bench.peers import (
     TamperlogSubject,
 )
 from bench.pg_bench import pg_rows
+from bench.sdk_bench import sdk_rows
 from bench.ui_bench import TITLE as UI_TITLE
 from bench.ui_bench import ui_rows
 from bench.workload import iter_event_bytes, make_events
@@ -149,6 +153,13 @@ def main() -> None:
         help="alert evaluation rate and delivery delay (default: on)",
     )
     parser.add_argument("--alerts-only", action="store_true", help="only the alerting figures")
+    parser.add_argument(
+        "--sdk",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the SDK's capture integrations vs their peers (default: on)",
+    )
+    parser.add_argument("--sdk-only", action="store_true", help="only the SDK capture figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -174,6 +185,10 @@ def main() -> None:
         print_table(alert_rows(args, console), title="Alerting (same machine, same run)")
         console.log(f"total {time.perf_counter() - started:.0f}s")
         return
+    if args.sdk_only:
+        print_table(sdk_rows(args, console), title="SDK capture: time added per commit")
+        console.log(f"total {time.perf_counter() - started:.0f}s")
+        return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
     console.log(f"{len(events):,} events generated in {time.perf_counter() - started:.1f}s")
     settle_heap()
@@ -195,6 +210,8 @@ def main() -> None:
         rows += ui_rows(args, console)
     if args.alerts:
         rows += alert_rows(args, console)
+    if args.sdk:
+        rows += sdk_rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 

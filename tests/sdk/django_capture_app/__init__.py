@@ -1,0 +1,1 @@
+"""The Django app of the capture tests (``tests/sdk/test_django_capture.py``)."""
