@@ -225,6 +225,39 @@ def test_a_follower_restart_or_crash_neither_loses_nor_repeats_an_alert(
         ]
 
 
+def test_the_rate_limit_is_per_group_and_holds_across_a_follower_restart(
+    store_url: str, tmp_path: Path
+) -> None:
+    extra = """  - id: refund-seen
+    kind: match
+    when: {event_type: refund.created}
+    group_by: actor.id
+    max_per_hour: 2
+"""
+    path = write_rules(tmp_path / "rules.yaml", webhook("http://127.0.0.1:9/x"), 1000, extra)
+    rules = load_rules(path)
+    with running_hub(store_url, tmp_path) as hub:
+        log = hub.by_name("acme")
+
+        def follower() -> LogFollower:  # a restart: everything rebuilt from the store
+            return LogFollower(hub.store, log.info, rules, append=log.append, clock_ms=now_ms)
+
+        def groups() -> list[str]:
+            return [a["data"]["group"] for a in alerts_in(hub.store, log.info.log_id)]
+
+        log.append([refund(n) for n in range(3)])  # a flood from u-1: two alerts, then quiet
+        assert follower().step()[0] == 3
+        assert groups() == ["actor.id=u-1"] * 2
+        state = hub.store.load_alert_state(log.info.log_id)
+        assert len(orjson.loads(state["rl\x1frefund-seen\x1factor.id=u-1"])) == 2
+        log.append([refund(3), refund(4, actor="u-2")])
+        restarted = follower()
+        while restarted.step()[0]:
+            pass
+        # u-1 is still at its limit after the restart; u-2 of the same rule fires
+        assert groups() == ["actor.id=u-1"] * 2 + ["actor.id=u-2"]
+
+
 def test_a_webhook_receiver_down_then_up_gets_each_alert_once(
     store_url: str, tmp_path: Path
 ) -> None:
