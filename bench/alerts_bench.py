@@ -48,6 +48,7 @@ __all__ = ["alert_rows"]
 
 GOAL_RATE = 50_000
 GOAL_P99_MS = 2_000
+FOLLOW_BATCH = 5_000
 
 # The pack's conditions as rule-engine expressions (what each rule tests on one event).
 PEER_RULES = [
@@ -135,7 +136,9 @@ def _follower_rate(events: list[dict[str, Any]], workdir: Path) -> float:
     sequencer = Sequencer(store, info, clock_ms=_now, random_bytes=os.urandom)
     for at in range(0, len(valid), 1000):
         sequencer.append(valid[at : at + 1000])
-    follower = LogFollower(store, info, PACK, append=sequencer.append, clock_ms=_now, batch=5_000)
+    follower = LogFollower(
+        store, info, PACK, append=sequencer.append, clock_ms=_now, batch=FOLLOW_BATCH
+    )
     started = time.perf_counter()
     while follower.step()[0]:
         pass

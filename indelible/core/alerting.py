@@ -2,11 +2,11 @@
 
 :class:`Evaluator` holds what the rules remember: sliding windows (``count``, ``sum``), the
 values each group was seen with (``first_seen``), when each (rule, group) may fire again
-(de-duplication), the rule's recent firings (rate limit) and the days an awaited event came
-(``absence``). Windows are rebuilt after a restart by feeding the window's span of the log to
-:meth:`Evaluator.warm`; everything else is kept as string state: the evaluator is built from
-it and hands back what changed (:meth:`Evaluator.take_changes`) for the caller to store in the
-same transaction as its cursor.
+(de-duplication), each (rule, group)'s firings in the last hour (rate limit) and the days an
+awaited event came (``absence``). Windows are rebuilt after a restart by feeding the
+window's span of the log to :meth:`Evaluator.warm`; everything else is kept as string state:
+the evaluator is built from it and hands back what changed (:meth:`Evaluator.take_changes`)
+for the caller to store in the same transaction as its cursor.
 
 Time: windows, de-duplication and rate limits run on the log's clock, the ``received_at`` of
 each entry (non-decreasing in seq order); schedules and absence read the event's own
@@ -171,9 +171,23 @@ class Evaluator:
             elif kind == "dd":
                 self._until[rule_id + _SEP + group] = int(value)
             elif kind == "rl":
-                self._fired[rule_id] = deque(orjson.loads(value))
+                self._load_rate(rule, key, value, per_group=_SEP in rest)
             elif kind == "ab" and rule.kind == "absence":
                 self._absence[rule_id] = dict(orjson.loads(value))
+
+    def _load_rate(self, rule: Rule, key: str, value: str, *, per_group: bool) -> None:
+        """A rate-limit entry: ``rl<SEP>rule<SEP>group``. One of the older per-rule form
+        (``rl<SEP>rule``) is removed; its firing times carry over as the group ``""`` of a
+        rule without ``group_by`` (the only group such a rule has) and are dropped otherwise."""
+        times = deque(int(at) for at in orjson.loads(value))
+        if per_group:
+            self._fired[key.partition(_SEP)[2]] = times
+            return
+        self._changes[key] = None
+        if not rule.group_by:
+            slot = rule.id + _SEP
+            self._fired[slot] = times
+            self._changes["rl" + _SEP + slot] = orjson.dumps(list(times)).decode()
 
     def take_changes(self) -> dict[str, str | None]:
         """State keys changed since the last call: their new text, or None when removed."""
@@ -296,7 +310,7 @@ class Evaluator:
         return Firing(rule, group, at_ms, seq, event, detail)
 
     def _admit(self, rule: Rule, group: str, at_ms: int) -> bool:
-        """De-duplication per (rule, group), then the rule's rate limit per hour."""
+        """De-duplication per (rule, group), then the rate limit per (rule, group) per hour."""
         if rule.dedup_ms:
             key = rule.id + _SEP + group
             until = self._until.get(key)
@@ -305,18 +319,22 @@ class Evaluator:
                 return False
             self._until[key] = at_ms + rule.dedup_ms
             self._changes["dd" + _SEP + key] = str(at_ms + rule.dedup_ms)
-        fired = self._fired.setdefault(rule.id, deque())
+        slot = rule.id + _SEP + group
+        fired = self._fired.get(slot)
+        if fired is None:
+            fired = self._fired[slot] = deque()
         while fired and fired[0] <= at_ms - _HOUR_MS:
             fired.popleft()
         if len(fired) >= rule.max_per_hour:
             self.suppressed += 1
             return False
         fired.append(at_ms)
-        self._changes["rl" + _SEP + rule.id] = orjson.dumps(list(fired)).decode()
+        self._changes["rl" + _SEP + slot] = orjson.dumps(list(fired)).decode()
         return True
 
     def _sweep(self, at_ms: int) -> None:
-        """Forget windows that emptied out and de-duplication marks that expired."""
+        """Forget windows that emptied out, de-duplication marks that expired and rate limits
+        with no firing in the last hour (their stored rows too)."""
         for rule in self.rules.rules:
             groups = self._windows.get(rule.id)
             if groups:
@@ -326,6 +344,10 @@ class Evaluator:
         for key in [key for key, until in self._until.items() if until <= at_ms]:
             del self._until[key]
             self._changes["dd" + _SEP + key] = None
+        edge = at_ms - _HOUR_MS
+        for key in [key for key, fired in self._fired.items() if not fired or fired[-1] <= edge]:
+            del self._fired[key]
+            self._changes["rl" + _SEP + key] = None
 
     # ---- absence
     def _arrived(self, rule: Rule, event: Mapping[str, Any]) -> None:

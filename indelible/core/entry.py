@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from binascii import hexlify
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -45,6 +45,7 @@ __all__ = [
     "index_columns",
     "is_canonical",
     "related_refs",
+    "restore_personal",
     "same_event",
     "seal",
 ]
@@ -313,6 +314,27 @@ def decode(
     event["personal"] = sorted(commitments)
     erased = tuple(sorted(pointer for pointer in commitments if pointer not in restored))
     return DecodedEntry(seq, received_at, prev_hash, event, commitments, erased)
+
+
+def restore_personal(
+    entry: dict[str, Any], personal: Sequence[PersonalValue] = ()
+) -> dict[str, Any]:
+    """The event of an already parsed leaf ``entry``, with the supplied personal values put
+    back as :func:`decode` puts them (each checked against its commitment and its null
+    place; ``personal`` listing the committed pointers), without parsing the leaf again or
+    checking the rest of its shape: for readers of entries verified elsewhere. Values not
+    supplied stay null. Raises :class:`~indelible.errors.LeafError` as :func:`decode` does.
+    """
+    event: dict[str, Any] = entry["event"]
+    if "commitments" not in entry:
+        return event
+    seq: Any = entry.get("seq")
+    commitments = entry["commitments"]
+    _check_commitments(commitments, seq)
+    if personal:
+        _restore(event, commitments, personal, seq)
+    event["personal"] = sorted(commitments)
+    return event
 
 
 def _hash_bytes(value: Any) -> bytes | None:

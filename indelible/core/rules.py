@@ -34,6 +34,7 @@ from indelible.core.conditions import (
     resolve,
     strings,
 )
+from indelible.core.event import parse_pointer
 from indelible.core.timestamps import parse_timestamp
 from indelible.errors import FieldError, InvalidRules
 
@@ -190,6 +191,7 @@ class Rule:
     zone: tzinfo = UTC
     days: frozenset[int] = frozenset(range(7))
     grace_ms: int = 0
+    reads: tuple[str, ...] = ()  # the field paths of its conditions, group_by and field
 
     def __repr__(self) -> str:
         return f"Rule({self.id!r}, kind={self.kind!r})"
@@ -210,6 +212,17 @@ class RuleSet:
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+    def may_read(self, pointer: str) -> bool:
+        """Whether a rule may read the value at the JSON Pointer ``pointer`` of an event (or
+        a value inside it, or one holding it): a personal value the rules need restored.
+        ``event_type`` and ``occurred_at`` are always read; a pointer that is not one, or
+        that goes through an array index before leaving every path, counts as read."""
+        tokens = parse_pointer(pointer)
+        if tokens is None:
+            return True
+        paths = {"event_type", "occurred_at"}.union(*(rule.reads for rule in self.rules))
+        return any(_overlaps(tokens, path.split(".")) for path in paths)
 
 
 # -- validation -----------------------------------------------------------------------------
@@ -467,6 +480,8 @@ def _rule(
         problems.add(f"{where}/enabled", "type", "must be true or false")
     if len(problems.errors) > before:
         return None
+    reads = [*_paths_in(spec.get("when", {})), *options.get("group_by", ())]
+    options["reads"] = tuple(sorted({*reads, *filter(None, [options.get("field")])}))
     return Rule(**options)
 
 
@@ -525,6 +540,31 @@ def _kind_options(
         options["grace_ms"] = _duration(spec.get("grace", "5m"), f"{where}/grace", problems)
         if options["grace_ms"] > 12 * 3_600_000:
             problems.add(f"{where}/grace", "value", "must be at most 12h")
+
+
+def _overlaps(tokens: tuple[str, ...], segments: list[str]) -> bool:
+    """Whether a pointer's tokens and a path's segments name the same place, one inside the
+    other, or may do so through an array (a path reaches every item of an array it meets)."""
+    for token, segment in zip(tokens, segments, strict=False):
+        if token.isdigit():
+            return True
+        if token != segment:
+            return False
+    return True
+
+
+def _paths_in(spec: dict[str, Any]) -> list[str]:
+    """The field paths a valid ``when`` reads."""
+    found: list[str] = []
+    for key, condition in spec.items():
+        if key in ("any_of", "all_of"):
+            for item in condition:
+                found += _paths_in(item)
+        elif key == "not":
+            found += _paths_in(condition)
+        else:
+            found.append(key)
+    return found
 
 
 def _grouper(paths: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str | None]:

@@ -33,6 +33,10 @@ Contract (each store's tests run ``tests/storage/contract.py``):
     follower re-evaluating after a crash enqueues nothing twice). Delivery rows are never
     deleted; ``update_delivery`` changes only status, attempts, next attempt, last error and
     update time.
+11. ``read_leaves`` returns the entries ``start <= seq < end`` (clipped to the log) in seq
+    order as (seq, received_at_ms, leaf, personal values): exactly the bytes and values
+    ``iter_entries`` gives, without the other columns or references (the alert follower's
+    read path).
 """
 
 from __future__ import annotations
@@ -50,9 +54,13 @@ __all__ = [
     "DeliveryRow",
     "EntryQuery",
     "EntryRow",
+    "LeafRow",
     "LogInfo",
     "Store",
 ]
+
+LeafRow = tuple[int, int, bytes, tuple[PersonalValue, ...]]
+"""(seq, received_at_ms, leaf, personal values) of one entry: what the alert follower reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +210,10 @@ class Store(Protocol):
     def iter_entries(
         self, log_id: int, start: int = 0, end: int | None = None
     ) -> Iterator[EntryRow]: ...
+
+    def read_leaves(self, log_id: int, start: int, end: int) -> list[LeafRow]:
+        """Entries ``start <= seq < end`` as (seq, received_at_ms, leaf, personal values)."""
+        ...
 
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None: ...
     def get_checkpoint(self, log_id: int, size: int) -> CheckpointRow: ...

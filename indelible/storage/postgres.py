@@ -47,6 +47,7 @@ from indelible.storage.base import (
     DeliveryRow,
     EntryQuery,
     EntryRow,
+    LeafRow,
     LogInfo,
 )
 from indelible.storage.querysql import (
@@ -558,6 +559,20 @@ class PostgresStore:
 
             yield from self._read(log_id, "reading entries", work)
             at = upto
+
+    def read_leaves(self, log_id: int, start: int, end: int) -> list[LeafRow]:
+        def work(c: _Conn) -> list[LeafRow]:
+            rows = c.conn.execute(
+                "SELECT seq, received_at_ms, leaf FROM entries "
+                "WHERE log_id = %s AND seq >= %s AND seq < %s ORDER BY seq",
+                (log_id, start, end),
+            ).fetchall()
+            if not rows:
+                return []
+            personal = self._personal(c, log_id, None, start, end)
+            return [(seq, at, bytes(leaf), personal.get(seq, ())) for seq, at, leaf in rows]
+
+        return self._read(log_id, "reading entries", work)
 
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None:
         row = self._read(

@@ -33,6 +33,7 @@ from indelible.storage.base import (
     DeliveryRow,
     EntryQuery,
     EntryRow,
+    LeafRow,
     LogInfo,
 )
 from indelible.storage.querysql import (
@@ -401,6 +402,21 @@ class SQLiteStore:
                 entry = entry_row(row, personal.get(row[0], ()))
                 yield replace(entry, refs=refs[row[0]]) if row[0] in refs else entry
             at = upto
+
+    def read_leaves(self, log_id: int, start: int, end: int) -> list[LeafRow]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT seq, received_at_ms, leaf FROM entries "
+                "WHERE log_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                (log_id, start, end),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return []
+        personal = self._personal(log_id, start, end)
+        return [(seq, at, leaf, personal.get(seq, ())) for seq, at, leaf in rows]
 
     def latest_checkpoint(self, log_id: int) -> CheckpointRow | None:
         row = (

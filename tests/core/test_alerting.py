@@ -86,25 +86,61 @@ def test_a_sum_adds_numbers_and_numeric_strings_and_skips_the_rest() -> None:
     assert fired[0].detail["sum"] == 100.25
 
 
-def test_match_rules_group_for_deduplication_and_rate_limit_per_hour() -> None:
-    rule = {
-        "id": "grant",
-        "kind": "match",
-        "when": {"event_type": "role.granted"},
-        "group_by": "data.txid",
-        "dedup": "1m",
-        "max_per_hour": 2,
-    }
-    evaluator = Evaluator(ruleset(rule))
-    grant = {"event_type": "role.granted", "data": {"txid": 1}}
-    other = {"event_type": "role.granted", "data": {"txid": 2}}
-    third = {"event_type": "role.granted", "data": {"txid": 3}}
-    fired = fire(evaluator, [(grant, 0), (grant, 1), (other, 2), (third, 3)])
-    assert [f.group for f in fired] == ["data.txid=1", "data.txid=2"]  # third: rate limited
-    assert evaluator.suppressed == 2
-    assert [f.group for f in fire(evaluator, [(third, 60 * MIN + 1)])] == ["data.txid=3"]
+GRANT = {
+    "id": "grant",
+    "kind": "match",
+    "when": {"event_type": "role.granted"},
+    "group_by": "data.txid",
+    "dedup": "1m",
+    "max_per_hour": 2,
+}
+
+
+def grant(txid: int) -> dict[str, Any]:
+    return {"event_type": "role.granted", "data": {"txid": txid}}
+
+
+def test_match_rules_are_deduplicated_and_rate_limited_per_group() -> None:
+    evaluator = Evaluator(ruleset(GRANT))
+    flood = [(grant(1), 0), (grant(1), 1), (grant(1), MIN), (grant(1), 2 * MIN)]
+    fired = fire(evaluator, [*flood, (grant(2), 2 * MIN + 1), (grant(1), 3 * MIN)])
+    # txid 1: fired, de-duplicated, fired, rate limited (2 an hour), rate limited;
+    # txid 2 of the same rule is not held back by txid 1's flood
+    assert [(f.group, f.at_ms) for f in fired] == [
+        ("data.txid=1", 0),
+        ("data.txid=1", MIN),
+        ("data.txid=2", 2 * MIN + 1),
+    ]
+    assert evaluator.suppressed == 3
+    changes = evaluator.take_changes()
+    assert changes["rl\x1fgrant\x1fdata.txid=1"] == f"[0,{MIN}]"
+    assert changes["rl\x1fgrant\x1fdata.txid=2"] == f"[{2 * MIN + 1}]"
+    assert [f.group for f in fire(evaluator, [(grant(1), 60 * MIN + 1)])] == ["data.txid=1"]
     plain = Evaluator(ruleset({"id": "m", "kind": "match", "when": {"event_type": "role.granted"}}))
     assert [f.group for f in fire(plain, [({"event_type": "role.granted"}, 0)] * 2)] == ["", ""]
+
+
+def test_rate_limits_survive_a_restart_and_the_per_rule_form_is_replaced() -> None:
+    plain = {"id": "m", "kind": "match", "when": {"event_type": "role.granted"}, "max_per_hour": 2}
+    rules = ruleset(GRANT, plain)
+    evaluator = Evaluator(rules)
+    fire(evaluator, [(grant(1), 0), (grant(1), MIN)])
+    state = {k: v for k, v in evaluator.take_changes().items() if v is not None}
+    restored = Evaluator(rules, state)
+    assert restored.take_changes() == {}
+    fired = fire(restored, [(grant(1), 2 * MIN), (grant(2), 2 * MIN)])
+    assert [(f.rule.id, f.group) for f in fired] == [("grant", "data.txid=2")]
+    assert restored.suppressed == 3  # txid 1 (once) and the rule m (twice): still at limit
+    # the older per-rule form: dropped for a grouped rule, carried to the group "" otherwise
+    old = Evaluator(rules, {"rl\x1fgrant": "[0,1]", "rl\x1fm": "[0,1]"})
+    assert old.take_changes() == {
+        "rl\x1fgrant": None,
+        "rl\x1fm": None,
+        "rl\x1fm\x1f": "[0,1]",
+    }
+    fired = fire(old, [(grant(1), 2)])  # m is at its limit of 2, carried over
+    assert [(f.rule.id, f.group) for f in fired] == [("grant", "data.txid=1")]
+    assert old.suppressed == 1
 
 
 def test_first_seen_learns_each_groups_first_value_and_is_bounded() -> None:
@@ -192,7 +228,13 @@ def test_sweeps_forget_idle_windows_and_expired_marks() -> None:
         evaluator.evaluate({"event_type": "x"}, n, 3_600_000 + n)
     changes = evaluator.take_changes()
     assert changes["dd\x1fspike\x1factor.id=old"] is None
+    assert changes["rl\x1fspike\x1factor.id=old"] is None
     assert "actor.id=old" not in evaluator._windows["spike"]
+    assert list(evaluator._fired) == ["m\x1f"]  # fired within the hour: kept
+    empty = Evaluator(rules, {"rl\x1fm\x1f": "[]"})
+    for n in range(65_536):
+        empty.evaluate(refund(actor=None), n, 0)
+    assert empty._fired == {} and empty.take_changes() == {"rl\x1fm\x1f": None}
 
 
 def test_rules_by_event_type_are_cached_up_to_a_bound() -> None:

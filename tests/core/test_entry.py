@@ -27,6 +27,7 @@ from indelible.core.entry import (
     decode,
     index_columns,
     is_canonical,
+    restore_personal,
     same_event,
     seal,
 )
@@ -203,6 +204,20 @@ def test_decode_with_some_values_erased() -> None:
     assert decoded.event["actor"]["name"] == "Ada Lovelace"
     assert decoded.event["context"]["ip"] is None
     assert same_event(event, decoded)
+
+
+def test_restore_personal_puts_values_back_into_a_parsed_leaf_as_decode_does() -> None:
+    _, result = sealed(personal_event())
+    kept = [item for item in result.personal if item.pointer != "/context/ip"]
+    for values in (result.personal, kept, ()):
+        restored = restore_personal(orjson.loads(result.leaf), values)
+        assert restored == decode(result.leaf, values).event
+    plain, unsealed = sealed()
+    assert restore_personal(orjson.loads(unsealed.leaf)) == plain.body
+    forged = result.personal[0]._replace(value=b'"Mallory"')
+    with pytest.raises(errors.LeafError, match="does not match its commitment") as caught:
+        restore_personal(orjson.loads(result.leaf), [forged])
+    assert caught.value.seq == 7
 
 
 def test_a_tampered_value_fails_its_commitment() -> None:

@@ -529,3 +529,39 @@ def test_zone_lookups_that_fail_with_key_errors_are_problems_too() -> None:
             zone=strict,
         )
     assert parse_rules({}, zone=strict).rules == ()
+
+
+def test_rules_name_the_paths_they_read_and_which_personal_values_they_may_read() -> None:
+    rules = parse(
+        {
+            "rules": [
+                {
+                    "id": "ip",
+                    "kind": "first_seen",
+                    "when": {
+                        "action": "login",
+                        "any_of": [{"outcome": "success"}, {"not": {"data.flag": True}}],
+                        "all_of": [{"changes.field": "role"}],
+                    },
+                    "group_by": "actor.id",
+                    "field": "context.ip",
+                },
+                {"id": "all", "kind": "match"},
+            ]
+        }
+    )
+    assert rules.rules[0].reads == (
+        "action",
+        "actor.id",
+        "changes.field",
+        "context.ip",
+        "data.flag",
+        "outcome",
+    )
+    assert rules.rules[1].reads == ()
+    read = ["/context/ip", "/context", "/data/flag/x", "/changes/0/before", "/occurred_at"]
+    unread = ["/actor/name", "/data/email", "/context/user_agent", "/target/id"]
+    assert [rules.may_read(pointer) for pointer in read] == [True] * len(read)
+    assert [rules.may_read(pointer) for pointer in unread] == [False] * len(unread)
+    assert rules.may_read("not a pointer")  # read, to be safe
+    assert not RuleSet().may_read("/actor/name") and RuleSet().may_read("/event_type")

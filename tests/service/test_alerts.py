@@ -21,7 +21,7 @@ from indelible.core.entry import decode
 from indelible.core.event import Event, validate_event
 from indelible.errors import StoreError
 from indelible.service.alerts.engine import AlertEngine
-from indelible.service.alerts.follower import LogFollower
+from indelible.service.alerts.follower import LogFollower, _event
 from indelible.service.alerts.rulefile import load_rules
 from indelible.service.hub import Hub, HubOptions
 from indelible.service.logs import init_log
@@ -223,6 +223,83 @@ def test_a_follower_restart_or_crash_neither_loses_nor_repeats_an_alert(
         assert [row.alert_id for row in hub.store.list_deliveries(log.info.log_id)] == [
             alerts[0]["event_id"]
         ]
+
+
+def test_the_rate_limit_is_per_group_and_holds_across_a_follower_restart(
+    store_url: str, tmp_path: Path
+) -> None:
+    extra = """  - id: refund-seen
+    kind: match
+    when: {event_type: refund.created}
+    group_by: actor.id
+    max_per_hour: 2
+"""
+    path = write_rules(tmp_path / "rules.yaml", webhook("http://127.0.0.1:9/x"), 1000, extra)
+    rules = load_rules(path)
+    with running_hub(store_url, tmp_path) as hub:
+        log = hub.by_name("acme")
+
+        def follower() -> LogFollower:  # a restart: everything rebuilt from the store
+            return LogFollower(hub.store, log.info, rules, append=log.append, clock_ms=now_ms)
+
+        def groups() -> list[str]:
+            return [a["data"]["group"] for a in alerts_in(hub.store, log.info.log_id)]
+
+        log.append([refund(n) for n in range(3)])  # a flood from u-1: two alerts, then quiet
+        assert follower().step()[0] == 3
+        assert groups() == ["actor.id=u-1"] * 2
+        state = hub.store.load_alert_state(log.info.log_id)
+        assert len(orjson.loads(state["rl\x1frefund-seen\x1factor.id=u-1"])) == 2
+        log.append([refund(3), refund(4, actor="u-2")])
+        restarted = follower()
+        while restarted.step()[0]:
+            pass
+        # u-1 is still at its limit after the restart; u-2 of the same rule fires
+        assert groups() == ["actor.id=u-1"] * 2 + ["actor.id=u-2"]
+
+
+def test_the_follower_restores_the_personal_values_rules_read_and_skips_a_forged_one(
+    store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra = """  - id: new-address
+    kind: first_seen
+    when: {action: login}
+    group_by: actor.id
+    field: context.ip
+"""
+    path = write_rules(tmp_path / "rules.yaml", webhook("http://127.0.0.1:9/x"), 1000, extra)
+    rules = load_rules(path)
+
+    def login(n: int, ip: str) -> Event:
+        body = {
+            "event_id": event_id(n, 5),
+            "event_type": "auth.login",
+            "occurred_at": timestamp(now_ms() - 1000),
+            "actor": {"id": "u-1", "type": "user", "name": "Ada Lovelace"},
+            "context": {"ip": ip},
+            "action": "login",
+            "outcome": "success",
+            "personal": ["/actor/name", "/context/ip"],
+        }
+        return validate_event(body, now_ms=now_ms())
+
+    with running_hub(store_url, tmp_path) as hub:
+        log = hub.by_name("acme")
+        log.append([login(0, "203.0.113.1"), login(1, "203.0.113.1"), login(2, "203.0.113.2")])
+        follower = LogFollower(hub.store, log.info, rules, append=log.append, clock_ms=now_ms)
+        while follower.step()[0]:
+            pass
+        [alert] = alerts_in(hub.store, log.info.log_id)
+        # the rules read context.ip: restored (a new address, 203.0.113.2, fired once);
+        # no rule reads actor.name: it stays null in what the rules (and the alert) see
+        assert alert["data"]["value"] == "203.0.113.2" and alert["data"]["seq"] == 2
+        assert alert["data"]["trigger"]["actor"] == {"id": "u-1", "type": "user", "name": None}
+        # a personal value that does not match its commitment: the entry is skipped, logged
+        row = hub.store.get_entry(log.info.log_id, 2)
+        forged = [item._replace(value=b'"198.51.100.9"') for item in row.personal]
+        assert _event(row.leaf, forged) is None
+        assert "does not match its commitment" in caplog.text
+        assert _event(b"[not a leaf", ()) is None and "not JSON" in caplog.text
 
 
 def test_a_webhook_receiver_down_then_up_gets_each_alert_once(

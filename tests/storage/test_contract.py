@@ -123,6 +123,12 @@ def test_append_writes_exact_bytes_and_reads_them_back(store: Store, log_id: int
     assert list(store.iter_entries(log_id)) == rows
     assert list(store.iter_entries(log_id, 10, 12)) == rows[10:12]
     assert store.get_entry(log_id, 299) == rows[299]
+    leaves = [(row.seq, row.index.received_at_ms, row.leaf, row.personal) for row in rows]
+    assert store.read_leaves(log_id, 0, 300) == leaves
+    assert store.read_leaves(log_id, 10, 12) == leaves[10:12]
+    assert all(leaf[3] for leaf in leaves)  # with their personal values
+    assert store.read_leaves(log_id, 298, 400) == leaves[298:]  # clipped to the log
+    assert store.read_leaves(log_id, 300, 400) == []
     found = store.find_event_ids(log_id, [rows[5].index.event_id, "no-such-id"])
     assert found == {rows[5].index.event_id: rows[5]}
     with pytest.raises(NotFound):

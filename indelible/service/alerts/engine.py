@@ -64,7 +64,7 @@ class AlertEngine:
         random_bytes: Callable[[int], bytes],
         poll_interval: float = 0.05,
         checkpoint_stall: float = 60.0,
-        batch: int = 1_000,
+        batch: int = 5_000,
         health_interval: float = 2.0,
     ) -> None:
         self.hub, self.store = hub, hub.store

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from indelible.core.alerting import ALERT_EVENT_TYPE, Evaluator, Firing, alert_event
-from indelible.core.entry import decode
+from indelible.core.entry import PersonalValue, decode, restore_personal
 from indelible.core.event import Event, validate_event
 from indelible.core.rules import RuleSet
 from indelible.errors import Conflict, IndelibleError, InvalidEvent
@@ -53,7 +53,7 @@ class LogFollower:
         *,
         append: Append,
         clock_ms: Callable[[], int],
-        batch: int = 1_000,
+        batch: int = 5_000,
     ) -> None:
         self.store, self.info, self._append = store, info, append
         self._clock, self._batch = clock_ms, batch
@@ -61,6 +61,7 @@ class LogFollower:
         self.cursor = int(state.pop(CURSOR, "0"))
         self.rules = rules.for_tenant(info.name)
         self.evaluator = Evaluator(self.rules, state)
+        self._read: dict[str, bool] = {}  # personal value pointer → whether rules read it
         self.fired = 0
         self.warmed = self._warm()
 
@@ -72,10 +73,14 @@ class LogFollower:
             return 0
         edge = self.store.get_entry(self.info.log_id, self.cursor - 1).index.received_at_ms
         start = self._first_received_after(edge - span)
-        for row in self.store.iter_entries(self.info.log_id, start, self.cursor):
-            event = _event(row.leaf, row.personal)
-            if event is not None and not _is_alert(event):
-                self.evaluator.warm(event, row.seq, row.index.received_at_ms)
+        for at in range(start, self.cursor, self._batch):
+            upto = min(at + self._batch, self.cursor)
+            for seq, received_at, leaf, personal in self.store.read_leaves(
+                self.info.log_id, at, upto
+            ):
+                event = _event(leaf, self._needed(personal))
+                if event is not None and not _is_alert(event):
+                    self.evaluator.warm(event, seq, received_at)
         return self.cursor - start
 
     def _first_received_after(self, edge: int) -> int:
@@ -101,23 +106,40 @@ class LogFollower:
         firings: list[Firing] = []
         deliveries: list[DeliveryRow] = []
         now = self._clock()
-        for row in self.store.iter_entries(log_id, self.cursor, end):
-            event = _event(row.leaf, row.personal)
+        evaluate = self.evaluator.evaluate
+        for seq, received_at, leaf, personal in self.store.read_leaves(log_id, self.cursor, end):
+            event = _event(leaf, self._needed(personal) if personal else personal)
             if event is None:
                 continue
-            if _is_alert(event):
-                if event.get("event_type") == ALERT_EVENT_TYPE:
+            kind = event.get("event_type")
+            if type(kind) is str and kind.startswith("alert."):  # not evaluated
+                if kind == ALERT_EVENT_TYPE:
                     deliveries += deliveries_for(
-                        self.info.name, row.seq, event, self._sink_names(), now
+                        self.info.name, seq, event, self._sink_names(), now
                     )
                 continue
-            firings += self.evaluator.evaluate(event, row.seq, row.index.received_at_ms)
+            firings += evaluate(event, seq, received_at)
         self._record(firings)
         changes = self.evaluator.take_changes()
         changes[CURSOR] = str(end)
         self.store.save_alert_state(log_id, changes, deliveries)
         read, self.cursor = end - self.cursor, end
         return read, deliveries
+
+    def _needed(self, personal: Sequence[PersonalValue]) -> list[PersonalValue]:
+        """The personal values some rule may read: only those are restored (and checked
+        against their commitments); the others stay null, as if erased."""
+        read = self._read
+        needed = []
+        for item in personal:
+            wanted = read.get(item.pointer)
+            if wanted is None:
+                wanted = self.rules.may_read(item.pointer)
+                if len(read) < 10_000:
+                    read[item.pointer] = wanted
+            if wanted:
+                needed.append(item)
+        return needed
 
     def tick(self, now_ms: int) -> int:
         """Absence rules whose deadline passed; call only when the follower is caught up."""
@@ -174,18 +196,17 @@ def _is_alert(event: dict[str, Any]) -> bool:
     return type(kind) is str and kind.startswith("alert.")
 
 
-def _event(leaf: bytes, personal: Sequence[Any]) -> dict[str, Any] | None:
-    """The entry's event, personal values restored. A leaf without commitments needs only
-    parsing (verify, not the follower, checks leaves); one with them goes through decode."""
-    if not personal:
-        try:
-            entry = orjson.loads(leaf)
-        except orjson.JSONDecodeError:
-            entry = None
-        if type(entry) is dict and "commitments" not in entry and type(entry.get("event")) is dict:
-            event: dict[str, Any] = entry["event"]
-            return event
+def _event(leaf: bytes, personal: Sequence[PersonalValue]) -> dict[str, Any] | None:
+    """The entry's event, personal values restored (each checked against its commitment).
+    The rest of the leaf is only parsed: ``indelible verify``, not the follower, checks
+    leaves; one that cannot be read at all goes through :func:`decode` for its error."""
     try:
+        entry = orjson.loads(leaf)
+    except orjson.JSONDecodeError:
+        entry = None
+    try:
+        if type(entry) is dict and type(entry.get("event")) is dict:
+            return restore_personal(entry, personal)
         return decode(leaf, personal).event
     except IndelibleError as exc:  # verify names it; the follower must not stop on it
         log.error("an entry cannot be read for alerting: [%s] %s", exc.code, exc.message)
