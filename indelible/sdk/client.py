@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from indelible.core.checkpoint import Checkpoint
+from indelible.core.encoding import MAX_SAFE_INTEGER
 from indelible.core.event import Event, Limits, validate_batch, validate_event
 from indelible.core.ids import uuid7
 from indelible.core.timestamps import format_timestamp
@@ -33,6 +36,8 @@ __all__ = ["AsyncClient", "AsyncProver", "Client"]
 # so a malformed event fails in the caller, not later in the sender.
 LOCAL_LIMITS = Limits(max_future_ms=2**62)
 _USER_AGENT = "indelible-sdk-python"
+_CHANGE_KEYS = frozenset({"field", "before", "after"})
+_ENVELOPES_KEPT = 256
 
 
 def _now_ms() -> int:
@@ -47,6 +52,68 @@ def _occurred_at(value: str | dt.datetime | None) -> str:
             raise ValueError("occurred_at must be timezone-aware (UTC)")
         return format_timestamp(int(value.timestamp() * 1000))
     return value
+
+
+class _Envelope:
+    """The validated parts of capture events built under one audit context."""
+
+    __slots__ = ("context", "default_actor", "fields", "source")
+
+    def __init__(
+        self,
+        context: Any,
+        default_actor: dict[str, Any] | None,
+        source: str | None,
+        fields: dict[str, Any],
+    ) -> None:
+        self.context, self.default_actor, self.source = context, default_actor, source
+        self.fields = fields
+
+
+def _plain_capture(
+    target: Mapping[str, Any] | None, changes: list[dict[str, Any]], encoded: bytes
+) -> bool:
+    """Whether a capture event whose envelope is known valid certainly passes every rule.
+
+    Strings: the encoding is no longer than ``max_string_bytes`` (no string can be longer
+    than the whole), nor half ``max_event_bytes``, and holds no escaped NUL. Values: scalars
+    JSON and the service accept as they are; anything else (a nested value) is not sure.
+    """
+    limits = LOCAL_LIMITS
+    if (
+        not encoded
+        or len(encoded) > limits.max_string_bytes
+        or len(encoded) * 2 > limits.max_event_bytes
+        or b"\\u0000" in encoded
+        or len(changes) > limits.max_changes
+    ):
+        return False
+    if target is not None and (
+        len(target) != 2 or type(target.get("id")) is not str or not target["id"]
+    ):
+        return False
+    for change in changes:
+        if type(change) is not dict or not _CHANGE_KEYS.issuperset(change):
+            return False
+        field = change.get("field")
+        if type(field) is not str or not field:
+            return False
+        for name, value in change.items():
+            if name == "field":
+                continue
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                continue
+            if (
+                kind is float
+                and math.isfinite(value)
+                and not (value.is_integer() and abs(value) > MAX_SAFE_INTEGER)
+            ):
+                continue
+            return False
+    return True
 
 
 class Client:
@@ -88,6 +155,7 @@ class Client:
         self.close_timeout = close_timeout
         self._sender: Sender | None = None
         self._http: httpx.Client | None = None
+        self._envelopes: dict[tuple[Any, ...], _Envelope] = {}
         self.outbox = Outbox(
             outbox,
             max_events=max_events,
@@ -190,6 +258,82 @@ class Client:
                     dict(value) if isinstance(value, Mapping) else [_copy(v) for v in value]
                 )
         return validate_event(body, now_ms=now, limits=LOCAL_LIMITS)
+
+    def capture_event(
+        self,
+        event_type: str,
+        *,
+        target: Mapping[str, Any] | None,
+        action: str,
+        changes: list[dict[str, Any]],
+        outcome: str = "success",
+    ) -> tuple[dict[str, Any], bytes]:
+        """The model integrations' :meth:`build_event`: the same event, checked against the
+        same rules (raises the same ``InvalidEvent``), and its JSON for the outbox row.
+
+        The check is split so a change pays only for what varies: the envelope (event type,
+        action, outcome, actor, reason, context, target type) is validated in full once per
+        audit context in effect and kept; each event then has its target id and change
+        values checked in straight-line code, and its JSON's size and NUL characters on the
+        encoding the outbox row needs anyway. Anything that check is not sure of (a nested
+        value, a long or suspicious encoding) goes through the full validation. ``target``
+        and ``changes`` are used as given (not copied): do not change them afterwards.
+        """
+        now = _now_ms()
+        current = current_context()
+        target_type = target.get("type") if target is not None else None
+        key = (id(current), event_type, action, outcome, target_type)
+        envelope = self._envelopes.get(key)
+        if (
+            envelope is None
+            or envelope.context is not current
+            or envelope.default_actor != self.default_actor
+            or envelope.source != self.source
+        ):
+            envelope = self._envelope(key, current, event_type, action, outcome, target, now)
+        body: dict[str, Any] = {
+            "event_id": uuid7(now, os.urandom),
+            "event_type": event_type,
+            "occurred_at": format_timestamp(now),
+            "action": action,
+            "outcome": outcome,
+            **envelope.fields,
+        }
+        if target is not None:
+            body["target"] = target
+        body["changes"] = changes
+        try:
+            encoded = orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            encoded = b""  # a lone surrogate or a foreign type: the full check names it
+        if not _plain_capture(target, changes, encoded):
+            validate_event(body, now_ms=now, limits=LOCAL_LIMITS)  # raises, or it is fine
+        return body, encoded
+
+    def _envelope(
+        self,
+        key: tuple[Any, ...],
+        current: Any,
+        event_type: str,
+        action: str,
+        outcome: str,
+        target: Mapping[str, Any] | None,
+        now: int,
+    ) -> _Envelope:
+        probe = self.build_event(  # raises InvalidEvent for a bad actor, context, type...
+            event_type,
+            target={"type": target["type"], "id": "x"} if target is not None else None,
+            action=action,
+            outcome=outcome,
+            changes=[],
+        )
+        fields: dict[str, Any] = {name: probe[name] for name in ("actor", "reason", "context") if name in probe}
+        actor = dict(self.default_actor) if self.default_actor is not None else None
+        envelope = _Envelope(current, actor, self.source, fields)
+        if len(self._envelopes) >= _ENVELOPES_KEPT:
+            self._envelopes.clear()
+        self._envelopes[key] = envelope
+        return envelope
 
     def record_built(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Commit ``events`` (from :meth:`build_event`, or complete event dicts) to the outbox
