@@ -327,7 +327,9 @@ class Client:
             outcome=outcome,
             changes=[],
         )
-        fields: dict[str, Any] = {name: probe[name] for name in ("actor", "reason", "context") if name in probe}
+        fields: dict[str, Any] = {
+            name: probe[name] for name in ("actor", "reason", "context") if name in probe
+        }
         actor = dict(self.default_actor) if self.default_actor is not None else None
         envelope = _Envelope(current, actor, self.source, fields)
         if len(self._envelopes) >= _ENVELOPES_KEPT:
