@@ -52,7 +52,7 @@ def _capture(
 
 
 def test_the_event_is_build_events_and_its_json_is_the_outbox_row(client: Client) -> None:
-    changes = [
+    changes: list[dict[str, Any]] = [
         {"field": "status", "before": "open", "after": "paid"},
         {"field": "amount", "before": 1, "after": 2.5},
         {"field": "flag", "before": None, "after": True},
