@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from indelible.core.encoding import MAX_SAFE_INTEGER
 from indelible.core.event import Event, Limits, validate_batch, validate_event
 from indelible.core.ids import uuid7
 from indelible.core.timestamps import format_timestamp
+from indelible.errors import InvalidEvent
 from indelible.sdk.context import current_context
 from indelible.sdk.outbox import FullPolicy, Outbox, Rejected
 from indelible.sdk.proofs import Prover
@@ -36,6 +38,7 @@ __all__ = ["AsyncClient", "AsyncProver", "Client"]
 # so a malformed event fails in the caller, not later in the sender.
 LOCAL_LIMITS = Limits(max_future_ms=2**62)
 _USER_AGENT = "indelible-sdk-python"
+log = logging.getLogger("indelible.sdk")
 _CHANGE_KEYS = frozenset({"field", "before", "after"})
 _ENVELOPES_KEPT = 256
 
@@ -342,6 +345,39 @@ class Client:
         in one durable commit; return once it is fsync'd. All or nothing."""
         checked = validate_batch(events, now_ms=_now_ms(), limits=LOCAL_LIMITS)
         self.outbox.append([(event.event_id, event.canonical) for event in checked])
+
+    def record_relayed(self, bodies: Sequence[str | bytes]) -> int:
+        """The relay's :meth:`record_built`: the events' JSON, each checked in full; those
+        refused (malformed JSON, a broken rule) are kept in :meth:`rejected` with code
+        ``invalid_event`` and logged, and the others committed in one durable commit, so one
+        bad row never holds back the rows behind it. The number refused."""
+        now = _now_ms()
+        valid: list[tuple[str, bytes]] = []
+        refused: list[tuple[str, bytes, str, str]] = []
+        for body in bodies:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                text = body if isinstance(body, str) else body.decode(errors="replace")
+                kept = orjson.dumps({"unparsed": text})
+                refused.append(("", kept, "invalid_event", f"not JSON: {exc}"))
+                continue
+            try:
+                event = validate_event(parsed, now_ms=now, limits=LOCAL_LIMITS)
+            except InvalidEvent as exc:
+                event_id = parsed.get("event_id") if isinstance(parsed, dict) else None
+                kept = orjson.dumps(parsed, option=orjson.OPT_NON_STR_KEYS)
+                why = "; ".join(f"{e.field or '/'}: {e.message}" for e in exc.errors)
+                refused.append((str(event_id or ""), kept, "invalid_event", why))
+                continue
+            valid.append((event.event_id, event.canonical))
+        if refused:
+            for event_id, _, _, why in refused:
+                log.error("indelible relay: event %r refused: %s", event_id, why)
+            self.outbox.refuse(refused)
+        if valid:
+            self.outbox.append(valid)
+        return len(refused)
 
     def record(self, event_type: str, **fields: Any) -> str:
         """Build one event (as :meth:`build_event`) and commit it durably; its event_id."""

@@ -198,3 +198,40 @@ def test_sqlalchemy_writes_several_objects_of_a_flush_and_refuses_a_bad_one(
         count = sa.select(sa.func.count()).select_from(sa.table(OUTBOX_TABLE))
         assert conn.execute(count).scalar() == 3
     engine.dispose()
+
+
+def test_the_relay_sets_a_bad_row_aside_and_moves_the_rows_behind_it(
+    client: Client, tmp_path: Path
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'relay.sqlite3'}")
+    metadata = sa.MetaData()
+    table = outbox_table(metadata)
+    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
+    capture = SQLAlchemyCapture(client)
+    capture.track(Note, fields=["text"])
+    factory = sessionmaker(engine)
+    capture.install(factory)
+    with context(actor=USER), factory() as session:
+        session.add(Note(id=1, text="first"))
+        session.commit()
+    good = client.build_event("note.updated", target={"type": "note", "id": "9"})
+    with engine.begin() as conn:  # rows written by something else: not JSON, a broken rule
+        conn.execute(sa.insert(table), [{"event": "{not json"}])
+        conn.execute(
+            sa.insert(table), [{"event": orjson.dumps({**good, "action": "Bad!"}).decode()}]
+        )
+    with context(actor=USER), factory() as session:
+        session.add(Note(id=2, text="second"))
+        session.commit()
+    relay = capture.start_relay(engine, poll_interval=60.0)
+    relay.drain()
+    capture.close()
+    assert client.pending() == 2 and relay.refused == 2
+    refused = client.rejected()
+    assert [r.code for r in refused] == ["invalid_event", "invalid_event"]
+    assert refused[0].event == {"unparsed": "{not json"} and "not JSON" in refused[0].reason
+    assert refused[1].event_id == good["event_id"] and "/action" in refused[1].reason
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+    engine.dispose()
