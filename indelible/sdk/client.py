@@ -275,25 +275,27 @@ class Client:
         same rules (raises the same ``InvalidEvent``), and its JSON for the outbox row.
 
         The check is split so a change pays only for what varies: the envelope (event type,
-        action, outcome, actor, reason, context, target type) is validated in full once per
-        audit context in effect and kept; each event then has its target id and change
-        values checked in straight-line code, and its JSON's size and NUL characters on the
-        encoding the outbox row needs anyway. Anything that check is not sure of (a nested
-        value, a long or suspicious encoding) goes through the full validation. ``target``
-        and ``changes`` are used as given (not copied): do not change them afterwards.
+        action, outcome, actor, reason, context, target type) is validated in full, with the
+        first event built under each audit context in effect, and kept; each later event has
+        its target id and change values checked in straight-line code, and its JSON's size and
+        NUL characters on the encoding the outbox row needs anyway. Anything that check is not
+        sure of (a nested value, a long or suspicious encoding) goes through the full
+        validation. ``target`` and ``changes`` are used as given (not copied): do not change
+        them afterwards.
         """
         now = _now_ms()
         current = current_context()
         target_type = target.get("type") if target is not None else None
         key = (id(current), event_type, action, outcome, target_type)
         envelope = self._envelopes.get(key)
-        if (
+        fresh = (
             envelope is None
             or envelope.context is not current
             or envelope.default_actor != self.default_actor
             or envelope.source != self.source
-        ):
-            envelope = self._envelope(key, current, event_type, action, outcome, target, now)
+        )
+        if envelope is None or fresh:
+            envelope = self._envelope(current)
         body: dict[str, Any] = {
             "event_id": uuid7(now, os.urandom),
             "event_type": event_type,
@@ -309,36 +311,30 @@ class Client:
             encoded = orjson.dumps(body)
         except orjson.JSONEncodeError:
             encoded = b""  # a lone surrogate or a foreign type: the full check names it
-        if not _plain_capture(target, changes, encoded):
+        if fresh or not _plain_capture(target, changes, encoded):
             validate_event(body, now_ms=now, limits=LOCAL_LIMITS)  # raises, or it is fine
+        if fresh:  # this envelope passed the full check: later events reuse it
+            if len(self._envelopes) >= _ENVELOPES_KEPT:
+                self._envelopes.clear()
+            self._envelopes[key] = envelope
         return body, encoded
 
-    def _envelope(
-        self,
-        key: tuple[Any, ...],
-        current: Any,
-        event_type: str,
-        action: str,
-        outcome: str,
-        target: Mapping[str, Any] | None,
-        now: int,
-    ) -> _Envelope:
-        probe = self.build_event(  # raises InvalidEvent for a bad actor, context, type...
-            event_type,
-            target={"type": target["type"], "id": "x"} if target is not None else None,
-            action=action,
-            outcome=outcome,
-            changes=[],
-        )
-        fields: dict[str, Any] = {
-            name: probe[name] for name in ("actor", "reason", "context") if name in probe
-        }
-        actor = dict(self.default_actor) if self.default_actor is not None else None
-        envelope = _Envelope(current, actor, self.source, fields)
-        if len(self._envelopes) >= _ENVELOPES_KEPT:
-            self._envelopes.clear()
-        self._envelopes[key] = envelope
-        return envelope
+    def _envelope(self, current: Any) -> _Envelope:
+        """The actor, reason and context :meth:`build_event` would take from ``current``."""
+        fields: dict[str, Any] = {}
+        actor = current.event_actor()
+        actor = actor if actor is not None else self.default_actor
+        if actor is not None:
+            fields["actor"] = dict(actor)
+        if current.reason is not None:
+            fields["reason"] = current.reason
+        merged = current.event_context()
+        if self.source is not None:
+            merged.setdefault("source", self.source)
+        if merged:
+            fields["context"] = merged
+        default = dict(self.default_actor) if self.default_actor is not None else None
+        return _Envelope(current, default, self.source, fields)
 
     def record_built(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Commit ``events`` (from :meth:`build_event`, or complete event dicts) to the outbox

@@ -132,8 +132,10 @@ def test_a_bad_envelope_or_target_is_refused(client: Client, tmp_path: Path) -> 
     with pytest.raises(InvalidEvent) as empty_id:
         _capture(client, _change("x"), target={"type": "invoice", "id": ""})
     assert "format" in [e.rule for e in empty_id.value.errors]
-    with context(ip="not an ip"), pytest.raises(InvalidEvent):
-        _capture(client, _change("x"))
+    with context(ip="not an ip"):
+        for _ in range(2):  # a refused envelope is never kept as checked
+            with pytest.raises(InvalidEvent):
+                _capture(client, _change("x"))
     with pytest.raises(InvalidEvent):
         _capture(client, [{"field": "", "after": 1}])
     anonymous = Client(None, outbox=tmp_path / "anonymous.sqlite3")
