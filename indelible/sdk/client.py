@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from indelible.core.checkpoint import Checkpoint
+from indelible.core.encoding import MAX_SAFE_INTEGER
 from indelible.core.event import Event, Limits, validate_batch, validate_event
 from indelible.core.ids import uuid7
 from indelible.core.timestamps import format_timestamp
+from indelible.errors import InvalidEvent
 from indelible.sdk.context import current_context
 from indelible.sdk.outbox import FullPolicy, Outbox, Rejected
 from indelible.sdk.proofs import Prover
@@ -33,6 +38,9 @@ __all__ = ["AsyncClient", "AsyncProver", "Client"]
 # so a malformed event fails in the caller, not later in the sender.
 LOCAL_LIMITS = Limits(max_future_ms=2**62)
 _USER_AGENT = "indelible-sdk-python"
+log = logging.getLogger("indelible.sdk")
+_CHANGE_KEYS = frozenset({"field", "before", "after"})
+_ENVELOPES_KEPT = 256
 
 
 def _now_ms() -> int:
@@ -47,6 +55,68 @@ def _occurred_at(value: str | dt.datetime | None) -> str:
             raise ValueError("occurred_at must be timezone-aware (UTC)")
         return format_timestamp(int(value.timestamp() * 1000))
     return value
+
+
+class _Envelope:
+    """The validated parts of capture events built under one audit context."""
+
+    __slots__ = ("context", "default_actor", "fields", "source")
+
+    def __init__(
+        self,
+        context: Any,
+        default_actor: dict[str, Any] | None,
+        source: str | None,
+        fields: dict[str, Any],
+    ) -> None:
+        self.context, self.default_actor, self.source = context, default_actor, source
+        self.fields = fields
+
+
+def _plain_capture(
+    target: Mapping[str, Any] | None, changes: list[dict[str, Any]], encoded: bytes
+) -> bool:
+    """Whether a capture event whose envelope is known valid certainly passes every rule.
+
+    Strings: the encoding is no longer than ``max_string_bytes`` (no string can be longer
+    than the whole), nor half ``max_event_bytes``, and holds no escaped NUL. Values: scalars
+    JSON and the service accept as they are; anything else (a nested value) is not sure.
+    """
+    limits = LOCAL_LIMITS
+    if (
+        not encoded
+        or len(encoded) > limits.max_string_bytes
+        or len(encoded) * 2 > limits.max_event_bytes
+        or b"\\u0000" in encoded
+        or len(changes) > limits.max_changes
+    ):
+        return False
+    if target is not None and (
+        len(target) != 2 or type(target.get("id")) is not str or not target["id"]
+    ):
+        return False
+    for change in changes:
+        if type(change) is not dict or not _CHANGE_KEYS.issuperset(change):
+            return False
+        field = change.get("field")
+        if type(field) is not str or not field:
+            return False
+        for name, value in change.items():
+            if name == "field":
+                continue
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                continue
+            if (
+                kind is float
+                and math.isfinite(value)
+                and not (value.is_integer() and abs(value) > MAX_SAFE_INTEGER)
+            ):
+                continue
+            return False
+    return True
 
 
 class Client:
@@ -88,6 +158,7 @@ class Client:
         self.close_timeout = close_timeout
         self._sender: Sender | None = None
         self._http: httpx.Client | None = None
+        self._envelopes: dict[tuple[Any, ...], _Envelope] = {}
         self.outbox = Outbox(
             outbox,
             max_events=max_events,
@@ -191,11 +262,118 @@ class Client:
                 )
         return validate_event(body, now_ms=now, limits=LOCAL_LIMITS)
 
+    def capture_event(
+        self,
+        event_type: str,
+        *,
+        target: Mapping[str, Any] | None,
+        action: str,
+        changes: list[dict[str, Any]],
+        outcome: str = "success",
+    ) -> tuple[dict[str, Any], bytes]:
+        """The model integrations' :meth:`build_event`: the same event, checked against the
+        same rules (raises the same ``InvalidEvent``), and its JSON for the outbox row.
+
+        The check is split so a change pays only for what varies: the envelope (event type,
+        action, outcome, actor, reason, context, target type) is validated in full, with the
+        first event built under each audit context in effect, and kept; each later event has
+        its target id and change values checked in straight-line code, and its JSON's size and
+        NUL characters on the encoding the outbox row needs anyway. Anything that check is not
+        sure of (a nested value, a long or suspicious encoding) goes through the full
+        validation. ``target`` and ``changes`` are used as given (not copied): do not change
+        them afterwards.
+        """
+        now = _now_ms()
+        current = current_context()
+        target_type = target.get("type") if target is not None else None
+        key = (id(current), event_type, action, outcome, target_type)
+        envelope = self._envelopes.get(key)
+        fresh = (
+            envelope is None
+            or envelope.context is not current
+            or envelope.default_actor != self.default_actor
+            or envelope.source != self.source
+        )
+        if envelope is None or fresh:
+            envelope = self._envelope(current)
+        body: dict[str, Any] = {
+            "event_id": uuid7(now, os.urandom),
+            "event_type": event_type,
+            "occurred_at": format_timestamp(now),
+            "action": action,
+            "outcome": outcome,
+            **envelope.fields,
+        }
+        if target is not None:
+            body["target"] = target
+        body["changes"] = changes
+        try:
+            encoded = orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            encoded = b""  # a lone surrogate or a foreign type: the full check names it
+        if fresh or not _plain_capture(target, changes, encoded):
+            validate_event(body, now_ms=now, limits=LOCAL_LIMITS)  # raises, or it is fine
+        if fresh:  # this envelope passed the full check: later events reuse it
+            if len(self._envelopes) >= _ENVELOPES_KEPT:
+                self._envelopes.clear()
+            self._envelopes[key] = envelope
+        return body, encoded
+
+    def _envelope(self, current: Any) -> _Envelope:
+        """The actor, reason and context :meth:`build_event` would take from ``current``."""
+        fields: dict[str, Any] = {}
+        actor = current.event_actor()
+        actor = actor if actor is not None else self.default_actor
+        if actor is not None:
+            fields["actor"] = dict(actor)
+        if current.reason is not None:
+            fields["reason"] = current.reason
+        merged = current.event_context()
+        if self.source is not None:
+            merged.setdefault("source", self.source)
+        if merged:
+            fields["context"] = merged
+        default = dict(self.default_actor) if self.default_actor is not None else None
+        return _Envelope(current, default, self.source, fields)
+
     def record_built(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Commit ``events`` (from :meth:`build_event`, or complete event dicts) to the outbox
         in one durable commit; return once it is fsync'd. All or nothing."""
         checked = validate_batch(events, now_ms=_now_ms(), limits=LOCAL_LIMITS)
         self.outbox.append([(event.event_id, event.canonical) for event in checked])
+
+    def record_relayed(self, bodies: Sequence[str | bytes]) -> int:
+        """The relay's :meth:`record_built`: the events' JSON, each checked in full; those
+        refused (malformed JSON, a broken rule) are kept in :meth:`rejected` with code
+        ``invalid_event`` and logged, and the others committed in one durable commit, so one
+        bad row never holds back the rows behind it. The number refused."""
+        now = _now_ms()
+        valid: list[tuple[str, bytes]] = []
+        refused: list[tuple[str, bytes, str, str]] = []
+        for body in bodies:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                text = body if isinstance(body, str) else body.decode(errors="replace")
+                kept = orjson.dumps({"unparsed": text})
+                refused.append(("", kept, "invalid_event", f"not JSON: {exc}"))
+                continue
+            try:
+                event = validate_event(parsed, now_ms=now, limits=LOCAL_LIMITS)
+            except InvalidEvent as exc:
+                event_id = parsed.get("event_id") if isinstance(parsed, dict) else None
+                kept = orjson.dumps(parsed, option=orjson.OPT_NON_STR_KEYS)
+                why = "; ".join(f"{e.field or '/'}: {e.message}" for e in exc.errors)
+                refused.append((str(event_id or ""), kept, "invalid_event", why))
+                continue
+            valid.append((event.event_id, event.canonical))
+        if refused:
+            for event_id, _, _, why in refused:
+                log.error("indelible relay: event %r refused: %s", event_id, why)
+            self.outbox.refuse(refused)
+        if valid:
+            self.outbox.append(valid)
+        return len(refused)
 
     def record(self, event_type: str, **fields: Any) -> str:
         """Build one event (as :meth:`build_event`) and commit it durably; its event_id."""

@@ -464,6 +464,18 @@ class Outbox:
         kept = [(r.event_id, r.body, status, code, why, now) for r, status, code, why in refused]
         self._delete([r for r, *_ in refused], kept)
 
+    def refuse(self, refused: Sequence[tuple[str, bytes, str, str]]) -> None:
+        """Keep events refused before they were recorded in ``rejected``, in one commit:
+        (event_id, JSON body, code, why); ``status`` is None."""
+        if not refused:
+            return
+        now = _now_ms()
+        self._transaction(
+            "INSERT INTO rejected (event_id, body, status, code, reason, rejected_ms)"
+            " VALUES (?, ?, NULL, ?, ?, ?)",
+            [(event_id, body, code, why, now) for event_id, body, code, why in refused],
+        )
+
     def _delete(self, rows: list[Row], rejected: list[tuple[Any, ...]] | None) -> None:
         self._transaction(
             "INSERT INTO rejected (event_id, body, status, code, reason, rejected_ms)"

@@ -31,6 +31,7 @@ import orjson
 __all__ = [
     "MASK",
     "Tracked",
+    "build_change_event",
     "changes_for",
     "json_value",
     "quantizer",
@@ -95,6 +96,30 @@ class Tracked:
 
 
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+def build_change_event(
+    client: Any,
+    event_type: str,
+    *,
+    target: dict[str, Any] | None,
+    action: str,
+    changes: list[dict[str, Any]],
+    outcome: str = "success",
+) -> tuple[dict[str, Any], bytes]:
+    """The event of one change and its JSON for ``indelible_outbox``, checked in full against
+    every rule (``InvalidEvent`` otherwise): through the client's ``capture_event`` (the
+    envelope checked once per audit context), else its ``build_event``."""
+    capture = getattr(client, "capture_event", None)
+    if capture is not None:
+        built, encoded = capture(
+            event_type, target=target, action=action, changes=changes, outcome=outcome
+        )
+        return built, encoded
+    built = client.build_event(
+        event_type, target=target, action=action, changes=changes, outcome=outcome
+    )
+    return built, orjson.dumps(built)
 
 
 def quantizer(places: int) -> Callable[[Any], Any]:

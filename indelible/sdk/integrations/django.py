@@ -36,13 +36,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from django.db import connections, transaction
 from django.db.models import DecimalField, Model
 from django.db.models.signals import post_delete, post_init, post_save, pre_delete, pre_save
 
 from indelible.sdk.integrations.changes import (
     Tracked,
+    build_change_event,
     changes_for,
     quantizer,
     snake_case,
@@ -284,7 +284,8 @@ class DjangoCapture:
         self, model: _Model, instance: Any, using: str, action: str, changes: list[dict[str, Any]]
     ) -> None:
         tracked = model.tracked
-        built = self.client.build_event(
+        built, encoded = build_change_event(
+            self.client,
             tracked.event_type(action),
             target={"type": tracked.target_type, "id": target_id((instance.pk,))},
             action=action,
@@ -294,9 +295,7 @@ class DjangoCapture:
             transaction.on_commit(lambda: self.client.record_built([built]), using=using)
             return
         with connections[using].cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {OUTBOX_TABLE} (event) VALUES (%s)", [orjson.dumps(built).decode()]
-            )
+            cursor.execute(f"INSERT INTO {OUTBOX_TABLE} (event) VALUES (%s)", [encoded.decode()])
         relay = self.relays.get(using)
         if relay is not None:
             transaction.on_commit(relay.wake, using=using)

@@ -2,8 +2,11 @@
 
 The model integrations write each change's event into the ``indelible_outbox`` table of the
 application's own database, inside the application's transaction. The relay, a daemon thread,
-reads committed rows oldest first, hands their events to ``client.record_built`` (one durable
-commit of the client's outbox, which then sends them), and only then deletes the rows. A
+reads committed rows oldest first, hands their events to ``client.record_relayed`` (one durable
+commit of the client's outbox, which then sends them; a client without it gets
+``record_built``), and only then deletes the rows. ``record_relayed`` checks each event in full
+again (the rows are plain JSON in the application's database) and sets a refused one aside in
+the client's ``rejected`` table, logged as an error, so it never holds back the rows behind it. A
 crash between the two sends the rows again: at least once into the client, and exactly once
 in the log, because the log keeps one entry per ``event_id``.
 
@@ -79,6 +82,7 @@ class Relay:
         self._lock = threading.Lock()  # one drain at a time in this process
         self._thread: threading.Thread | None = None
         self.relayed = 0
+        self.refused = 0
         self.last_error: BaseException | None = None
 
     def start(self) -> Relay:
@@ -105,7 +109,11 @@ class Relay:
                 rows = self._access.fetch(self._batch)
                 if not rows:
                     return moved
-                self._client.record_built([orjson.loads(body) for _, body in rows])
+                relayed = getattr(self._client, "record_relayed", None)
+                if relayed is not None:  # each row checked: a bad one is set aside, kept
+                    self.refused += relayed([body for _, body in rows])
+                else:
+                    self._client.record_built([orjson.loads(body) for _, body in rows])
                 self._access.delete([row_id for row_id, _ in rows])
                 moved += len(rows)
                 self.relayed += len(rows)

@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -67,6 +66,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from indelible.sdk.integrations.changes import (
     Tracked,
+    build_change_event,
     changes_for,
     quantizer,
     snake_case,
@@ -289,12 +289,13 @@ class SQLAlchemyCapture:
 
     # -- session events: events, the outbox, commit and rollback --------------------------
 
-    def _build(self, draft: _Draft, outcome: str = "success") -> dict[str, Any]:
+    def _build(self, draft: _Draft, outcome: str = "success") -> tuple[dict[str, Any], bytes]:
         tracked = draft.model.tracked
         target = None
         if draft.key is not None and all(part is not None for part in draft.key):
             target = {"type": tracked.target_type, "id": target_id(draft.key)}
-        return self.client.build_event(
+        return build_change_event(
+            self.client,
             tracked.event_type(draft.action),
             target=target,
             action=draft.action,
@@ -311,36 +312,37 @@ class SQLAlchemyCapture:
             return
         drafts, pending.drafts = pending.drafts, []
         savepoint = session.get_nested_transaction()
-        by_connection: dict[int, tuple[Connection | None, list[dict[str, Any]]]] = {}
+        by_connection: dict[int, tuple[Connection | None, list[bytes]]] = {}
         for draft in drafts:
-            built = self._build(draft)
+            built, encoded = self._build(draft)
             pending.written.append((savepoint, built))
-            by_connection.setdefault(id(draft.connection), (draft.connection, []))[1].append(built)
+            by_connection.setdefault(id(draft.connection), (draft.connection, []))[1].append(
+                encoded
+            )
         if self.transactional:
             for connection, events in by_connection.values():
                 assert connection is not None
                 self._insert(connection, events)
 
-    def _insert(self, connection: Connection, events: list[dict[str, Any]]) -> None:
+    def _insert(self, connection: Connection, events: list[bytes]) -> None:
         """One ``INSERT`` of the events' JSON on the flush's connection (the DBAPI cursor:
-        the statement is fixed, and it runs inside the transaction SQLAlchemy began)."""
+        the statement is fixed, and it runs inside the transaction SQLAlchemy began); several
+        events of one flush in one ``executemany``."""
         dialect = connection.dialect
         sql = self._insert_sql.get(dialect.paramstyle)
         if sql is None:
             mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
             if mark is None:
-                connection.execute(
-                    self._table.insert(), [{"event": orjson.dumps(e).decode()} for e in events]
-                )
+                connection.execute(self._table.insert(), [{"event": e.decode()} for e in events])
                 return
             sql = f"INSERT INTO {OUTBOX_TABLE} (event) VALUES ({mark})"
             self._insert_sql[dialect.paramstyle] = sql
         cursor = connection.connection.cursor()
         try:
             if len(events) == 1:
-                cursor.execute(sql, (orjson.dumps(events[0]).decode(),))
+                cursor.execute(sql, (events[0].decode(),))
             else:
-                cursor.executemany(sql, [(orjson.dumps(e).decode(),) for e in events])
+                cursor.executemany(sql, [(e.decode(),) for e in events])
         finally:
             cursor.close()
 
@@ -398,7 +400,7 @@ class SQLAlchemyCapture:
                 if model is not None:
                     draft = self._attempted(session, model, action, instance_state(target))
                     if draft is not None:
-                        attempt.append(self._build(draft, "failure"))
+                        attempt.append(self._build(draft, "failure")[0])
         _pending(session, self).attempt = attempt
 
     def _attempted(
