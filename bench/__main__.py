@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -108,6 +110,46 @@ def _proof_rows(args: argparse.Namespace, console: Console) -> list[Row]:
     ]
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of the run that needs only the arguments: ``--NAME``/``--no-NAME`` and
+    ``--NAME-only`` (which prints just its table, under ``title``)."""
+
+    name: str
+    rows: Callable[[argparse.Namespace, Console], list[Row]]
+    help: str
+    title: str
+
+
+SECTIONS = (
+    Section(
+        "capture",
+        capture_rows,
+        "pg-capture's cost on a 10,000-row UPDATE on the local server",
+        "pg-capture: cost on the application's writes",
+    ),
+    Section(
+        "http",
+        http_rows,
+        "HTTP figures against a live server",
+        "Indelible over HTTP (same machine, same run)",
+    ),
+    Section("ui", ui_rows, "web UI page times over a 100,000-event log", UI_TITLE),
+    Section(
+        "alerts",
+        alert_rows,
+        "alert evaluation rate and delivery delay",
+        "Alerting (same machine, same run)",
+    ),
+    Section(
+        "sdk",
+        sdk_rows,
+        "the SDK's capture integrations vs their peers",
+        "SDK capture: time added per commit",
+    ),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small budgets and trees")
@@ -118,48 +160,23 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="a directory on a real disk")
     parser.add_argument("--skip-proofs", action="store_true")
     parser.add_argument(
-        "--http",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="HTTP figures against a live server (default: on)",
-    )
-    parser.add_argument("--http-only", action="store_true", help="only the HTTP figures")
-    parser.add_argument(
         "--pg",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="PostgreSQL store vs SQLite store on the local server (default: on)",
     )
     parser.add_argument("--pg-only", action="store_true", help="only the PostgreSQL figures")
-    parser.add_argument(
-        "--capture",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="pg-capture's cost on a 10,000-row UPDATE on the local server (default: on)",
-    )
-    parser.add_argument("--capture-only", action="store_true", help="only the pg-capture figures")
-    parser.add_argument(
-        "--ui",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="web UI page times over a 100,000-event log (default: on)",
-    )
-    parser.add_argument("--ui-only", action="store_true", help="only the web UI figures")
+    for section in SECTIONS:
+        parser.add_argument(
+            f"--{section.name}",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help=f"{section.help} (default: on)",
+        )
+        parser.add_argument(
+            f"--{section.name}-only", action="store_true", help=f"only the {section.name} figures"
+        )
     parser.add_argument("--ui-requests", type=int, default=50, help="requests per UI page")
-    parser.add_argument(
-        "--alerts",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="alert evaluation rate and delivery delay (default: on)",
-    )
-    parser.add_argument("--alerts-only", action="store_true", help="only the alerting figures")
-    parser.add_argument(
-        "--sdk",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the SDK's capture integrations vs their peers (default: on)",
-    )
-    parser.add_argument("--sdk-only", action="store_true", help="only the SDK capture figures")
     args = parser.parse_args()
     budget = args.budget or (1.0 if args.quick else 4.0)
     args.verify_events = args.verify_events or (10_000 if args.quick else 200_000)
@@ -167,28 +184,11 @@ def main() -> None:
 
     console = Console()
     started = time.perf_counter()
-    if args.http_only:
-        print_table(http_rows(args, console), title="Indelible over HTTP (same machine, same run)")
-        console.log(f"total {time.perf_counter() - started:.0f}s")
-        return
-    if args.ui_only:
-        print_table(ui_rows(args, console), title=UI_TITLE)
-        console.log(f"total {time.perf_counter() - started:.0f}s")
-        return
-    if args.capture_only:
-        print_table(
-            capture_rows(args, console), title="pg-capture: cost on the application's writes"
-        )
-        console.log(f"total {time.perf_counter() - started:.0f}s")
-        return
-    if args.alerts_only:
-        print_table(alert_rows(args, console), title="Alerting (same machine, same run)")
-        console.log(f"total {time.perf_counter() - started:.0f}s")
-        return
-    if args.sdk_only:
-        print_table(sdk_rows(args, console), title="SDK capture: time added per commit")
-        console.log(f"total {time.perf_counter() - started:.0f}s")
-        return
+    for section in SECTIONS:
+        if getattr(args, f"{section.name}_only"):
+            print_table(section.rows(args, console), title=section.title)
+            console.log(f"total {time.perf_counter() - started:.0f}s")
+            return
     events = make_events(max(args.verify_events, 150_000 if not args.quick else 30_000))
     console.log(f"{len(events):,} events generated in {time.perf_counter() - started:.1f}s")
     settle_heap()
@@ -199,19 +199,12 @@ def main() -> None:
     rows = _ingest_rows(args, console, events, budget)
     if args.pg:
         rows += pg_rows(args, console, events)
-    if args.capture:
-        rows += capture_rows(args, console)
     del events
     if not args.skip_proofs:
         rows += _proof_rows(args, console)
-    if args.http:
-        rows += http_rows(args, console)
-    if args.ui:
-        rows += ui_rows(args, console)
-    if args.alerts:
-        rows += alert_rows(args, console)
-    if args.sdk:
-        rows += sdk_rows(args, console)
+    for section in SECTIONS:
+        if getattr(args, section.name):
+            rows += section.rows(args, console)
     print_table(rows, title="Indelible vs peers (same machine, same run)")
     console.log(f"total {time.perf_counter() - started:.0f}s")
 
