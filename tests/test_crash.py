@@ -25,18 +25,10 @@ from indelible.service.verify import verify_log
 from indelible.storage import open_store
 from tests import pg
 from tests.conftest import run_cli
+from tests.lines import read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("INDELIBLE_CRASH_KILLS", "50"))
-
-
-def _reader(stream: object, acked: list[str], ready: threading.Event) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        text = line.strip()
-        if text == "ready":
-            ready.set()
-        elif text:
-            acked.append(text)
 
 
 def _run_once(
@@ -51,7 +43,7 @@ def _run_once(
     )
     acked: list[str] = []
     ready = threading.Event()
-    reader = threading.Thread(target=_reader, args=(proc.stdout, acked, ready), daemon=True)
+    reader = threading.Thread(target=read_lines, args=(proc.stdout, acked, ready), daemon=True)
     reader.start()
     if not ready.wait(30):
         proc.kill()

@@ -20,7 +20,6 @@ once.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from indelible.core.ids import uuid8_sha256
 from indelible.core.rules import MISSING, Many, Rule, RuleSet, number
 from indelible.core.timestamps import format_timestamp, parse_timestamp
 
@@ -64,12 +64,7 @@ class Firing:
 
 def alert_id(origin: str, rule_id: str, group: str, trigger: str) -> str:
     """A UUIDv8 (RFC 9562) from the first 128 bits of SHA-256 over the alert's identity."""
-    material = _SEP.join(("indelible-alert-v1", origin, rule_id, group, trigger)).encode()
-    raw = bytearray(hashlib.sha256(material).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
-    raw[8] = (raw[8] & 0x3F) | 0x80  # variant 10
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return uuid8_sha256(_SEP.join(("indelible-alert-v1", origin, rule_id, group, trigger)).encode())
 
 
 def alert_event(firing: Firing, origin: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@ query (values are always bound, never inlined)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -17,6 +17,7 @@ __all__ = [
     "KEY_COLUMNS",
     "anchor_row",
     "delivery_row",
+    "alert_state_params",
     "delivery_values",
     "entry_row",
     "group_personal",
@@ -68,6 +69,16 @@ def delivery_row(row: Sequence[Any]) -> DeliveryRow:
     return DeliveryRow(
         row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
     )
+
+
+def alert_state_params(
+    log_id: int, changes: Mapping[str, str | None], deliveries: Sequence[DeliveryRow]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The parameters of ``save_alert_state``'s three statements: the state rows to upsert,
+    the state keys to delete (a change to None) and the delivery rows to insert."""
+    upserts = [(log_id, key, value) for key, value in changes.items() if value is not None]
+    deletes = [(log_id, key) for key, value in changes.items() if value is None]
+    return upserts, deletes, [(log_id, *delivery_values(row)) for row in deliveries]
 
 
 def delivery_values(row: DeliveryRow) -> tuple[Any, ...]:

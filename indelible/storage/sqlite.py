@@ -41,9 +41,9 @@ from indelible.storage.querysql import (
     DELIVERY_COLUMNS,
     ENTRY_COLUMNS,
     KEY_COLUMNS,
+    alert_state_params,
     anchor_row,
     delivery_row,
-    delivery_values,
     entry_row,
     group_personal,
     group_refs,
@@ -595,9 +595,7 @@ class SQLiteStore:
         changes: Mapping[str, str | None],
         deliveries: Sequence[DeliveryRow] = (),
     ) -> None:
-        upserts = [(log_id, key, value) for key, value in changes.items() if value is not None]
-        deletes = [(log_id, key) for key, value in changes.items() if value is None]
-        rows = [(log_id, *delivery_values(row)) for row in deliveries]
+        upserts, deletes, rows = alert_state_params(log_id, changes, deliveries)
         with self._write_lock:
             conn = self._writer
             try:

@@ -1,7 +1,8 @@
-"""UUIDv7 ids: layout per RFC 9562, ordering by time, and range checks."""
+"""UUIDv7 and UUIDv8 ids: layout per RFC 9562, ordering by time, range checks, content ids."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indelible.core.ids import uuid7
+from indelible.core.ids import uuid7, uuid8_sha256
 
 
 @given(st.integers(0, (1 << 48) - 1), st.binary(min_size=10, max_size=10))
@@ -31,3 +32,14 @@ def test_ids_sort_by_time_and_differ_within_one_millisecond() -> None:
 def test_a_time_outside_48_bits_is_refused(ms: int) -> None:
     with pytest.raises(ValueError, match="48 bits"):
         uuid7(ms, os.urandom)
+
+
+@given(st.binary(max_size=64))
+def test_a_uuid8_is_the_hash_of_its_material_with_version_and_variant(material: bytes) -> None:
+    text = uuid8_sha256(material)
+    parsed = uuid.UUID(text)
+    assert str(parsed) == text and text == uuid8_sha256(material)
+    assert parsed.version == 8 and parsed.variant == uuid.RFC_4122
+    digest = int.from_bytes(hashlib.sha256(material).digest()[:16], "big")
+    version_and_variant = (0xF << 76) | (0b11 << 62)
+    assert parsed.int & ~version_and_variant == digest & ~version_and_variant

@@ -24,18 +24,10 @@ from typing import Any
 
 import pytest
 
+from tests.lines import read_lines
 from tests.sdk.live import ROOT, LiveServer
 
 KILLS = int(os.environ.get("INDELIBLE_SDK_KILLS", "20"))
-
-
-def _reader(stream: object, printed: list[str], ready: threading.Event) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        text = line.strip()
-        if text == "ready":
-            ready.set()
-        elif text:
-            printed.append(text)
 
 
 def _app(
@@ -68,7 +60,7 @@ def _run_and_kill(
     proc = _app(server, outbox, f"run-{run}", broken=broken, spill=spill)
     printed: list[str] = []
     ready = threading.Event()
-    reader = threading.Thread(target=_reader, args=(proc.stdout, printed, ready), daemon=True)
+    reader = threading.Thread(target=read_lines, args=(proc.stdout, printed, ready), daemon=True)
     reader.start()
     if not ready.wait(30):
         proc.kill()

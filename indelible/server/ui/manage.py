@@ -7,10 +7,10 @@ recorded, and undone when it cannot be, exactly as there. A new key's token is s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
@@ -23,12 +23,17 @@ from indelible.service.access import ROLES, Permission, key_view
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _model_error(exc: ValidationError) -> InputError:
-    problem = exc.errors()[0]
-    where = ".".join(str(part) for part in problem.get("loc", ()))
-    return InputError(f"{where}: {problem.get('msg', 'invalid')}")
+def _form(model: type[_Model], values: dict[str, Any]) -> _Model:
+    """``values`` checked as the JSON API checks its body; the first problem as InputError."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        raise InputError(f"{where}: {problem.get('msg', 'invalid')}") from None
 
 
 async def _keys_page(current: Page, made: dict[str, Any] | None = None) -> Response:
@@ -48,12 +53,7 @@ async def keys(current: Page) -> Response:
 @page(Permission.MANAGE)
 async def create_key(current: Page) -> Response:
     """Create a key; its token is on the page that answers, and nowhere else."""
-    try:
-        body = NewKey.model_validate(
-            {"name": current.param("name", 128), "role": current.param("role", 16)}
-        )
-    except ValidationError as exc:
-        raise _model_error(exc) from None
+    body = _form(NewKey, {"name": current.param("name", 128), "role": current.param("role", 16)})
     row, token = await new_key(current.runtime, current.principal, current.info(), body)
     made = {**key_view(row, current.principal.log_name), "token": token}
     return await _keys_page(current, made)
@@ -106,12 +106,9 @@ async def tenants(current: Page) -> Response:
 @page(Permission.TENANTS)
 async def create_tenant(current: Page) -> Response:
     """Create a tenant and its first admin key (its token shown once)."""
-    try:
-        body = NewTenant.model_validate(
-            {"name": current.param("name", 63), "origin": current.param("origin", 255)}
-        )
-    except ValidationError as exc:
-        raise _model_error(exc) from None
+    body = _form(
+        NewTenant, {"name": current.param("name", 63), "origin": current.param("origin", 255)}
+    )
     tenant, row, token = await new_tenant(current.runtime, current.principal, current.info(), body)
     made = {
         "tenant": current.runtime.tenant_view(tenant),

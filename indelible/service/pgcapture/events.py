@@ -18,13 +18,13 @@ Pure: no database, no clock.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from indelible.core.encoding import canonical
+from indelible.core.ids import uuid8_sha256
 from indelible.core.timestamps import format_timestamp
 from indelible.service.pgcapture.catalog import Generation
 from indelible.service.pgcapture.values import encode
@@ -81,11 +81,7 @@ def derive_event_id(source: Source, row: ChangeRow, event: dict[str, Any]) -> st
             "event": event,
         }
     )
-    raw = bytearray(hashlib.sha256(_DOMAIN + material).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
-    raw[8] = (raw[8] & 0x3F) | 0x80  # variant 10
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid8_sha256(_DOMAIN + material)
 
 
 def _key_id(texts: list[str | None]) -> str:
