@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 
 from indelible.sdk import Client, context
@@ -25,8 +26,6 @@ from indelible.sdk.integrations.changes import MASK
 from tests import pg
 from tests.sdk.capture_helpers import USER, logged, new_client, request_id, state
 from tests.sdk.live import LiveServer
-
-django = pytest.importorskip("django")
 
 
 @dataclass
@@ -85,15 +84,6 @@ def django_databases(
             yield Databases(list(databases), missing)
         finally:
             connections.close_all()
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("django-live") / "data")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["default", "pg"], ids=["sqlite", "postgresql"])
